@@ -1,0 +1,26 @@
+"""Causal depthwise 1-d convolution with causal-conv1d's semantics: fused CUDA kernel when available, else PyTorch."""
+
+import torch.nn.functional as F
+
+from recbole_mamba.ops.backends import resolve_backend
+
+ACTIVATIONS = (None, "silu", "swish")
+
+
+def causal_conv1d_torch(x, weight, bias=None, activation=None):
+    """x (batch, dim, L), weight (dim, width), bias (dim,): out_t = sum_k weight[:, k] * x_{t - width + 1 + k}."""
+    width = weight.shape[-1]
+    out = F.conv1d(F.pad(x, (width - 1, 0)), weight.unsqueeze(1), bias, groups=x.shape[1])
+    return F.silu(out) if activation in ("silu", "swish") else out
+
+
+def causal_conv1d_fn(x, weight, bias=None, activation=None, backend="auto"):
+    """Causal depthwise conv over time, optionally followed by SiLU; same signature as causal-conv1d's."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
+    if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
+        raise ValueError(f"x must be (batch, dim, L) and weight (dim, width); got {tuple(x.shape)}, {tuple(weight.shape)}")
+    cuda_fn = resolve_backend(backend, x, "causal_conv1d", "causal_conv1d_fn", "causal-conv1d")
+    if cuda_fn is not None:
+        return cuda_fn(x, weight, bias, activation=activation)
+    return causal_conv1d_torch(x, weight, bias, activation)

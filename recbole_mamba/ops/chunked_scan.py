@@ -1,0 +1,198 @@
+"""The pure-PyTorch selective scan: chunked, parallel over time, exact, with a hand-written backward.
+
+Core recurrence (after the delta bias/softplus; D and the z gate are applied by the caller)::
+
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t,    y_t = <h_t, C_t>
+
+The sequence is processed in blocks (memory bounded by one block, whatever L is). Inside a block, states are kept
+time-major, ``(T, batch, dim, N)``, and scanned in two levels: every chunk of ``chunk_len`` steps is scanned from a
+zero state, all chunks at once (a loop over positions inside a chunk), then each chunk receives the state entering
+it times its running decay product. Decays are products of factors in (0, 1] for A <= 0, never ratios of
+cumulative sums, so strong decays underflow to 0 instead of overflowing to inf/NaN.
+
+The backward recomputes each block's states from the block's saved entering state and runs the same scan in
+reverse for the state gradient. Everything is done with in-place/``out=`` operations on buffers reused across
+blocks: large fresh allocations (page faults), not arithmetic, dominate elementwise cost on CPU.
+"""
+
+import contextlib
+import functools
+
+import torch
+
+DEFAULT_BLOCK_LEN = 256
+DEFAULT_CHUNK_LEN = 16
+MAX_BLOCK_ELEMENTS = 1 << 24  # per working buffer (64 MiB in float32); six buffers are used
+
+
+def flushing_denormals(function):
+    """Run ``function`` with denormals flushed to zero (restored afterwards).
+
+    Products of strong decays reach the denormal range, where CPU arithmetic is 10-100x slower; values that small
+    (< 1e-38) are zero at float32/float64 working precision anyway.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            if torch.set_flush_denormal(True):
+                stack.callback(torch.set_flush_denormal, False)
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def _scan_inplace(x, decay, carry, chunk_len, prod, reverse):
+    """Turn ``x`` (T, ...) into the states of ``x_t += decay_t * x_{t-1}`` (or ``x_{t+1}`` when ``reverse``).
+
+    ``carry`` is the state before the first step (after the last when ``reverse``); ``prod`` is a workspace shaped
+    like ``x``. In reverse, ``decay_t`` is the factor applied to ``x_{t+1}``.
+    """
+    length = x.shape[0]
+    chunk_len = min(chunk_len, length)
+    n_chunks, tail = divmod(length, chunk_len)
+    body = n_chunks * chunk_len
+    if reverse and tail:  # the partial chunk sits at the end: step through it first
+        for t in range(length - 1, body - 1, -1):
+            x[t].addcmul_(decay[t], carry)
+            carry = x[t]
+    if n_chunks:
+        xs = x[:body].view(n_chunks, chunk_len, *x.shape[1:])
+        ds = decay[:body].view(n_chunks, chunk_len, *x.shape[1:])
+        ps = prod[:body].view(n_chunks, chunk_len, *x.shape[1:])
+        positions = range(chunk_len - 2, -1, -1) if reverse else range(1, chunk_len)
+        step = 1 if reverse else -1  # offset of the neighbour a position reads from
+        first = chunk_len - 1 if reverse else 0
+        ps[:, first].copy_(ds[:, first])
+        for t in positions:
+            xs[:, t].addcmul_(ds[:, t], xs[:, t + step])
+            torch.mul(ds[:, t], ps[:, t + step], out=ps[:, t])
+        chunks = range(n_chunks - 1, -1, -1) if reverse else range(n_chunks)
+        for k in chunks:
+            xs[k].addcmul_(ps[k], carry)
+            carry = xs[k, 0] if reverse else xs[k, -1]
+    if not reverse and tail:
+        for t in range(body, length):
+            x[t].addcmul_(decay[t], carry)
+            carry = x[t]
+
+
+class _TimeMajorInputs:
+    """The scan's inputs laid out time-major once: per-step slices are contiguous."""
+
+    def __init__(self, u, delta, B, C):
+        self.delta = delta.permute(2, 0, 1).contiguous()  # (L, batch, dim)
+        self.drive = (delta * u).permute(2, 0, 1).contiguous()  # delta * u, (L, batch, dim)
+        self.B = B.permute(3, 0, 1, 2).contiguous()  # (L, batch, groups, N)
+        self.C = C.permute(3, 0, 1, 2).contiguous()
+
+
+class _Workspace:
+    """Buffers of one block, reused for every block."""
+
+    def __init__(self, like, block_len, n_state, backward):
+        shape = (block_len + 1, *like.shape[:2], n_state)  # like: (batch, dim, L)
+        count = 6 if backward else 3
+        self.states, self.decay, self.prod, self.grad, self.work, self.work2 = (
+            [like.new_empty(shape) for _ in range(count)] + [None] * (6 - count)
+        )
+
+
+def _block_states(inputs, A, window, carry, space, chunk_len):
+    """Fill ``space.states[0]`` with ``carry`` and ``space.states[1:T+1]`` with the block's states.
+
+    Returns (states (T, batch, dim, N), decay (T, batch, dim, N)) views into the workspace.
+    """
+    length = window.stop - window.start
+    batch, groups, n_state = inputs.B.shape[1:]
+    dim = A.shape[0]
+    states = space.states[1 : length + 1]
+    torch.mul(
+        inputs.drive[window].view(length, batch, groups, dim // groups, 1),
+        inputs.B[window].unsqueeze(3),
+        out=states.view(length, batch, groups, dim // groups, n_state),
+    )
+    decay = space.decay[:length]
+    torch.mul(inputs.delta[window].unsqueeze(-1), A, out=decay).exp_()
+    _scan_inplace(states, decay, carry, chunk_len, space.prod, reverse=False)
+    space.states[0].copy_(carry)
+    return states, decay
+
+
+def _grouped(tensor, groups):
+    """(T, batch, dim, ...) viewed as (T, batch, groups, dim // groups, ...)."""
+    return tensor.view(*tensor.shape[:2], groups, tensor.shape[2] // groups, *tensor.shape[3:])
+
+
+class ChunkedSelectiveScan(torch.autograd.Function):
+    """y = <h_t, C_t> and the last state, for u, delta (batch, dim, L), A (dim, N), B, C (batch, groups, N, L)."""
+
+    @staticmethod
+    @flushing_denormals
+    def forward(ctx, u, delta, A, B, C, block_len, chunk_len):
+        batch, dim, length = u.shape
+        groups, n_state = B.shape[1], A.shape[1]
+        per_group = dim // groups
+        block_len = max(1, min(block_len, length, MAX_BLOCK_ELEMENTS // (batch * dim * n_state)))
+        inputs = _TimeMajorInputs(u, delta, B, C)
+        space = _Workspace(u, block_len, n_state, backward=False)
+        y = u.new_empty(length, batch, dim)
+        carry = u.new_zeros(batch, dim, n_state)
+        entering = []
+        for start in range(0, length, block_len):
+            window = slice(start, min(start + block_len, length))
+            entering.append(carry)
+            states, _ = _block_states(inputs, A, window, carry, space, chunk_len)
+            # y_t = <h_t, C_t> as one batched matrix product per (step, batch, group)
+            torch.bmm(states.view(-1, per_group, n_state), inputs.C[window].view(-1, n_state, 1),
+                      out=y[window].view(-1, per_group, 1))
+            carry = states[-1].clone()
+        ctx.save_for_backward(u, delta, A, B, C, torch.stack(entering))
+        ctx.block_len, ctx.chunk_len = block_len, chunk_len
+        return y.permute(1, 2, 0), carry
+
+    @staticmethod
+    @flushing_denormals
+    def backward(ctx, grad_y, grad_last):
+        u, delta, A, B, C, entering = ctx.saved_tensors
+        block_len, chunk_len = ctx.block_len, ctx.chunk_len
+        batch, dim, length = u.shape
+        groups, n_state = B.shape[1], A.shape[1]
+        per_group = dim // groups
+        inputs = _TimeMajorInputs(u, delta, B, C)
+        space = _Workspace(u, block_len, n_state, backward=True)
+        grad_y = (torch.zeros_like(u) if grad_y is None else grad_y).permute(2, 0, 1).contiguous()
+        grad_state = u.new_zeros(batch, dim, n_state) if grad_last is None else grad_last.contiguous()
+        next_decay = torch.ones_like(grad_state)  # h_L = h_{L-1}: the last state's gradient enters undecayed
+        grad_drive = torch.empty_like(inputs.drive)
+        grad_delta = torch.empty_like(inputs.delta)
+        grad_A = torch.zeros_like(A)
+        grad_B, grad_C = torch.empty_like(inputs.B), torch.empty_like(inputs.C)
+        starts = list(range(0, length, block_len))
+        for index in range(len(starts) - 1, -1, -1):
+            window = slice(starts[index], min(starts[index] + block_len, length))
+            steps = window.stop - window.start
+            states, decay = _block_states(inputs, A, window, entering[index], space, chunk_len)
+            space.decay[steps].copy_(next_decay)
+            # state gradient: g_t = C_t * gy_t + decay_{t+1} * g_{t+1}
+            grad_h = space.grad[:steps]
+            torch.mul(_grouped(grad_y[window], groups).unsqueeze(-1), inputs.C[window].unsqueeze(3),
+                      out=_grouped(grad_h, groups))
+            _scan_inplace(grad_h, space.decay[1 : steps + 1], grad_state, chunk_len, space.prod, reverse=True)
+            grad_state, next_decay = grad_h[0].clone(), decay[0].clone()
+            work, work2 = space.work[:steps], space.work2[:steps]
+            # sums over a group's channels (grad C, grad B) or over the N states (grad of delta * u), as bmm
+            torch.bmm(grad_y[window].view(-1, 1, per_group), states.view(-1, per_group, n_state),
+                      out=grad_C[window].view(-1, 1, n_state))
+            torch.bmm(inputs.drive[window].view(-1, 1, per_group), grad_h.view(-1, per_group, n_state),
+                      out=grad_B[window].view(-1, 1, n_state))
+            torch.bmm(grad_h.view(-1, per_group, n_state), inputs.B[window].view(-1, n_state, 1),
+                      out=grad_drive[window].view(-1, per_group, 1))
+            # decay = exp(delta * A): d/d(delta * A) = g_t * h_{t-1} * decay_t
+            torch.mul(grad_h, space.states[:steps], out=work).mul_(decay)
+            grad_A.add_(torch.mul(work, inputs.delta[window].unsqueeze(-1), out=work2).sum((0, 1)))
+            torch.sum(work.mul_(A), dim=-1, out=grad_delta[window])
+        grad_u = grad_drive * inputs.delta
+        grad_delta.addcmul_(grad_drive, u.permute(2, 0, 1))
+        return (grad_u.permute(1, 2, 0), grad_delta.permute(1, 2, 0), grad_A,
+                grad_B.permute(1, 2, 3, 0), grad_C.permute(1, 2, 3, 0), None, None)
