@@ -43,6 +43,6 @@ def resolve_backend(backend, tensor, module_name, function_name, package):
     if function is None and backend == "cuda":
         raise RuntimeError(
             f"mamba_backend='cuda' needs the {package} package with its compiled CUDA extension "
-            f"(pip install 'recbole-mamba[cuda]', see README); set mamba_backend=auto or mamba_backend=torch"
+            f"(build it from source as the README's Install notes show); set mamba_backend=auto or mamba_backend=torch"
         )
     return function

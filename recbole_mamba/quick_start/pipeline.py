@@ -1,0 +1,105 @@
+"""Train and evaluate one model on one dataset, RecBole-style, for recbole-mamba's and RecBole's models alike."""
+
+import logging
+import sys
+
+from recbole.utils import get_environment, init_logger, init_seed, set_color
+
+from recbole_mamba.quick_start.checks import check_dataset_files
+from recbole_mamba.quick_start.config import Config
+from recbole_mamba.quick_start.registry import get_trainer
+
+# Root-logger handlers installed by our last init_logger call: removed before the next run, else RecBole's
+# logging.basicConfig would keep writing every later run of this process into the first run's log file.
+_installed_handlers = []
+
+
+def _init_logging(config):
+    root = logging.getLogger()
+    for handler in _installed_handlers:
+        root.removeHandler(handler)
+        handler.close()
+    before = set(root.handlers)
+    init_logger(config)
+    _installed_handlers[:] = [handler for handler in root.handlers if handler not in before]
+
+
+def _train_and_evaluate(config, saved, verbose):
+    from recbole_mamba import data  # the data package may replace RecBole's dataset; resolve it at call time
+
+    logger = logging.getLogger()
+    model_class = config.model_class
+    logger.info(
+        f"model class: {model_class.__module__}.{model_class.__name__}; "
+        f"dataset: {config['dataset']} (from {config['data_path']})"
+    )
+    dataset = data.create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data.data_preparation(config, dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = model_class(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+
+
+def run(model="RecMamba", dataset="kuairand", config_file_list=None, config_dict=None, saved=True, cmd_args=None):
+    """Train ``model`` on ``dataset``, evaluate the best checkpoint on the test split, return RecBole's result dict.
+
+    Args:
+        model: a recbole-mamba model name (e.g. ``RecMamba``), any RecBole model name (e.g. ``SASRec``), or a class.
+        dataset: dataset name; its files are ``<data_path>/<dataset>/<dataset>.inter`` (``ml-100k`` is bundled).
+        config_file_list: yaml files, later ones overriding earlier ones.
+        config_dict: parameters overriding the files.
+        saved: save the best checkpoint and evaluate it (else evaluate the last model).
+        cmd_args: ``--key=value`` strings overriding everything (``run.py`` passes its command line).
+
+    Returns:
+        dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``.
+
+    Raises:
+        ValueError: unknown model or malformed arguments; FileNotFoundError: missing dataset or config file.
+        Both are raised before any log, checkpoint or dataset file is written.
+    """
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict,
+                    cmd_args=cmd_args)
+    check_dataset_files(config)
+    init_seed(config["seed"], config["reproducibility"])
+    _init_logging(config)
+    logger = logging.getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    return _train_and_evaluate(config, saved=saved, verbose=True)
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """RecBole's HyperTuning objective: ``model`` and ``dataset`` come from the config; logs only errors.
+
+    Returns:
+        dict with ``model``, ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``.
+    """
+    config = Config(config_dict=config_dict, config_file_list=config_file_list)
+    check_dataset_files(config)
+    init_seed(config["seed"], config["reproducibility"])
+    root = logging.getLogger()
+    for handler in _installed_handlers:
+        root.removeHandler(handler)
+        handler.close()
+    _installed_handlers.clear()
+    root.setLevel(logging.ERROR)
+    return {"model": config["model"], **_train_and_evaluate(config, saved=saved, verbose=False)}
