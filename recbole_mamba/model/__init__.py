@@ -1,0 +1,6 @@
+"""recbole-mamba's models: every recommender class exported here is found by name (``--model=RecMamba``)."""
+
+from recbole_mamba.model.mamba_mixer import MambaMixer
+from recbole_mamba.model.recmamba import RecMamba
+
+__all__ = ["MambaMixer", "RecMamba"]
