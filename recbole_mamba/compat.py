@@ -114,6 +114,10 @@ def apply():
 
     dataset_module.pd = ModuleView(pd, read_csv=read_csv_with_empty_sequences)
     dataset_module.Dataset._fill_nan = _fill_nan_by_assignment(dataset_module.Dataset._fill_nan)
+    # RecBole's SINE module turns on autograd anomaly detection for the whole process when imported (which
+    # importing any RecBole sequential model does): every backward pass gets slower. Import it, then switch it off.
+    importlib.import_module("recbole.model.sequential_recommender.sine")
+    torch.autograd.set_detect_anomaly(False)
     # Those in-place fills, now redundant no-ops, make pandas 3 print a ChainedAssignmentError warning on every load.
     for name in ("_load_feat", "_fill_nan"):
         method = getattr(dataset_module.Dataset, name)

@@ -80,3 +80,13 @@ def test_dataset_load_emits_no_chained_assignment_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ChainedAssignmentError)
         load_tiny_dataset(tmp_path)
+
+
+def test_importing_recbole_sequential_models_leaves_anomaly_detection_off():
+    """RecBole's SINE module enables anomaly detection process-wide on import; compat switches it back off."""
+    import importlib
+
+    import recbole_mamba  # noqa: F401  (applies the fixes)
+
+    importlib.import_module("recbole.model.sequential_recommender")
+    assert not torch.is_anomaly_enabled()

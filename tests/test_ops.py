@@ -107,6 +107,7 @@ def test_saved_memory_is_bounded_by_inputs_not_batch_dim_length_state():
     batch, dim, length, n_state, block_len = 2, 64, 1024, 16, 128
     inputs = random_inputs(batch, dim, length, n_state)
     inputs["B"], inputs["C"] = inputs["B"].unsqueeze(1), inputs["C"].unsqueeze(1)  # the core takes grouped B, C
+    inputs["delta"] = F.softplus(inputs["delta"])  # ... and delta after the softplus
     leaves = [inputs[name].float().requires_grad_() for name in ("u", "delta", "A", "B", "C")]
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
@@ -122,6 +123,7 @@ def test_scan_is_parallel_over_time():
     counts = {}
     for length in (512, 2048):
         inputs = random_inputs(1, 4, length, 2, groups=1)
+        inputs["delta"] = F.softplus(inputs["delta"])  # the core scan takes delta after the softplus
         leaves = [inputs[name].float().requires_grad_() for name in ("u", "delta", "A", "B", "C")]
         with torch.profiler.profile() as profile:
             y, _ = ChunkedSelectiveScan.apply(*leaves, 256, 16)

@@ -2,5 +2,6 @@
 
 from recbole_mamba.model.mamba_mixer import MambaMixer
 from recbole_mamba.model.recmamba import RecMamba
+from recbole_mamba.model.sasrec_sdpa import SASRecSDPA
 
-__all__ = ["MambaMixer", "RecMamba"]
+__all__ = ["MambaMixer", "RecMamba", "SASRecSDPA"]

@@ -155,7 +155,6 @@ class MambaMixer(nn.Module):
             )
 
         conv_backend = "cuda" if conv_cuda is not None else "torch"
-        scan_backend = "cuda" if scan_cuda is not None else "torch"
         if scan_cuda is None:
             log_backend_once("mamba backend: torch (chunked PyTorch scan, PyTorch causal conv1d)")
         else:

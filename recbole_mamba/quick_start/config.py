@@ -18,7 +18,7 @@ from pathlib import Path
 import recbole
 from recbole.config import Config as RecBoleConfig
 
-from recbole_mamba.quick_start.registry import get_model, plugin_models
+from recbole_mamba.quick_start.registry import get_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROPERTIES_DIR = REPO_ROOT / "properties"
@@ -108,14 +108,13 @@ class Config(RecBoleConfig):
 
     def _get_final_config_dict(self):
         final = super()._get_final_config_dict()
-        # The project default (no training negatives) is for CE training, which RecBole 1.2.1 insists on; a RecBole
-        # model trained otherwise (BPR loss, pairwise/pointwise general models) gets RecBole's own default back.
+        # The project default (no training negatives) is for CE training, which RecBole 1.2.1 insists on; a model
+        # trained otherwise (BPR loss, pairwise/pointwise general models) gets RecBole's own default back.
         trained_with_ce = not hasattr(self.model_class, "input_type") and final.get("loss_type") == "CE"
         if (
             final.get("train_neg_sample_args") is None
             and "train_neg_sample_args" not in self.external_config_dict
             and not trained_with_ce
-            and self.model_class not in plugin_models().values()
         ):
             final["train_neg_sample_args"] = dict(RECBOLE_TRAIN_NEG_SAMPLE_ARGS)
         return final
