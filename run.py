@@ -48,7 +48,8 @@ def main(argv):
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     metrics = ", ".join(f"{name}={value:.4f}" for name, value in result["test_result"].items())
-    print(f"test result ({model} on {dataset}): {metrics}")
+    label = f"{dataset}, SYNTHETIC data" if result["synthetic_data"] else dataset
+    print(f"test result ({model} on {label}): {metrics}")
     return 0
 
 

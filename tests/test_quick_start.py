@@ -13,14 +13,6 @@ from conftest import REPO_ROOT, TINY_ML100K_ARGS
 from recbole_mamba.quick_start import Config, get_model, objective_function, run
 
 
-def plugin_has(name):
-    try:
-        module = importlib.import_module("recbole_mamba.model")
-    except ImportError:
-        return False
-    return hasattr(module, name)
-
-
 def load_run_script():
     spec = importlib.util.spec_from_file_location("run_script", REPO_ROOT / "run.py")
     module = importlib.util.module_from_spec(spec)
@@ -46,7 +38,6 @@ def test_get_model_prefers_plugin_models(monkeypatch):
     assert get_model("SASRec") is plugin_sasrec
 
 
-@pytest.mark.skipif(not plugin_has("RecMamba"), reason="recbole_mamba.model.RecMamba is not there yet")
 def test_get_model_resolves_recmamba():
     from recbole_mamba.model import RecMamba
 
@@ -133,7 +124,6 @@ def test_run_script_trains_sasrec_end_to_end(run_cli, checkpoint_dir, tmp_path):
     assert list((tmp_path / "log" / "SASRec").glob("*.log"))
 
 
-@pytest.mark.skipif(not plugin_has("RecMamba"), reason="recbole_mamba.model.RecMamba is not there yet")
 def test_run_script_trains_recmamba_end_to_end(run_cli, checkpoint_dir):
     from recbole_mamba.model import RecMamba
 
@@ -153,5 +143,21 @@ def test_objective_function_returns_recbole_result(checkpoint_dir):
     finally:
         logging.getLogger().setLevel(root_level)
     assert result["model"] == "GRU4Rec"
-    assert set(result) == {"model", "best_valid_score", "valid_score_bigger", "best_valid_result", "test_result"}
+    assert set(result) == {"model", "best_valid_score", "valid_score_bigger", "best_valid_result", "test_result",
+                           "synthetic_data"}
     assert "ndcg@10" in result["test_result"]
+
+
+def test_synthetic_dataset_is_labelled_in_log_and_summary(tmp_path, run_cli):
+    from recbole_mamba.data.synthetic_kuairand import MARKER_NAME
+
+    folder = tmp_path / "data" / "synth"
+    folder.mkdir(parents=True)
+    rows = [f"{user}\t{(user * 7 + step) % 15 + 1}\t{step}" for user in range(6) for step in range(12)]
+    (folder / "synth.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    (folder / MARKER_NAME).write_text("made by a test generator, seed 0\n")
+    done = run_cli("--model=RecMamba", "--dataset=synth", f"--data_path={tmp_path / 'data'}", "--epochs=1",
+                   "--MAX_ITEM_LIST_LENGTH=8", "--hidden_size=8", "--train_mode=seq2seq", "--show_progress=False")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("test result (RecMamba on synth, SYNTHETIC data): ")
+    assert "dataset synth is SYNTHETIC, not real data: made by a test generator, seed 0" in done.stdout + done.stderr

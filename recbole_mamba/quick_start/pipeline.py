@@ -2,9 +2,11 @@
 
 import logging
 import sys
+from pathlib import Path
 
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
+from recbole_mamba.data.synthetic_kuairand import synthetic_description
 from recbole_mamba.quick_start.checks import check_dataset_files
 from recbole_mamba.quick_start.config import Config
 from recbole_mamba.quick_start.registry import get_trainer
@@ -33,6 +35,9 @@ def _train_and_evaluate(config, saved, verbose):
         f"model class: {model_class.__module__}.{model_class.__name__}; "
         f"dataset: {config['dataset']} (from {config['data_path']})"
     )
+    synthetic = synthetic_description(Path(config["data_path"]))
+    if synthetic:
+        logger.warning(set_color(f"dataset {config['dataset']} is SYNTHETIC, not real data: {synthetic}", "red"))
     dataset = data.create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data.data_preparation(config, dataset)
@@ -55,6 +60,7 @@ def _train_and_evaluate(config, saved, verbose):
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "synthetic_data": synthetic,
     }
 
 
@@ -70,7 +76,8 @@ def run(model="RecMamba", dataset="kuairand", config_file_list=None, config_dict
         cmd_args: ``--key=value`` strings overriding everything (``run.py`` passes its command line).
 
     Returns:
-        dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``.
+        dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result`` and
+        ``synthetic_data`` (the generator's description when the dataset is synthetic, else None).
 
     Raises:
         ValueError: unknown model or malformed arguments; FileNotFoundError: missing dataset or config file.
