@@ -326,16 +326,18 @@ def test_generator_cli_writes_logs_and_dataset(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
-@pytest.mark.parametrize("name, length", [("kuairand", 2048), ("kuairand-5k", 5120), ("kuairand-10k", 10240)])
-def test_dataset_yaml(name, length):
-    import yaml
+@pytest.mark.parametrize("variant, length", [(None, 2048), ("kuairand-5k", 5120), ("kuairand-10k", 10240)])
+def test_dataset_yaml(variant, length):
+    """What --dataset=kuairand [--config_files=properties/dataset/<variant>.yaml] configures."""
+    from recbole_mamba.quick_start import Config
 
-    config = yaml.safe_load((REPO_ROOT / "properties" / "dataset" / f"{name}.yaml").read_text())
-    assert config["MAX_ITEM_LIST_LENGTH"] == length
+    files = [str(REPO_ROOT / "properties" / "dataset" / f"{variant}.yaml")] if variant else None
+    config = Config(model="RecMamba", dataset="kuairand", config_file_list=files)
+    assert config["MAX_ITEM_LIST_LENGTH"] == length and config["train_mode"] == "seq2seq"
     assert config["load_col"] == {"inter": ["user_id", "item_id", "timestamp"]}
     assert (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["TIME_FIELD"]) == ("user_id", "item_id",
                                                                                           "timestamp")
     assert config["eval_args"]["split"] == {"LS": "valid_and_test"} and config["eval_args"]["order"] == "TO"
-    assert config["eval_args"]["mode"] == "full"
+    assert config["eval_args"]["mode"] == {"valid": "full", "test": "full"}
     assert (config["topk"], config["metrics"], config["valid_metric"]) == ([10, 20], ["Hit", "NDCG", "MRR"], "NDCG@10")
-    assert "data_path" not in config  # the project's overall.yaml resolves it against the repository
+    assert config["data_path"] == str(REPO_ROOT / "dataset" / "kuairand")
