@@ -3,7 +3,8 @@
 Priority, lowest first (RecBole's order, with the project's yaml files added to the internal layer):
 
 1. RecBole's own defaults (its ``overall.yaml``, model yaml, dataset yaml, model-type quick-start yaml);
-2. ``properties/overall.yaml``, then the model's yaml (RecBole's, then ``properties/model/<Model>.yaml``), then the
+2. ``properties/overall.yaml``, then the model's yaml (RecBole's, for the model and the RecBole models it
+   subclasses, then ``properties/model/<Model>.yaml``), then the
    dataset's yaml (RecBole's, then ``properties/dataset/<dataset>.yaml``), so a model or dataset default beats a
    project-wide one;
 3. ``config_file_list`` (in order), then ``config_dict``, then command-line ``--key=value`` arguments.
@@ -87,9 +88,11 @@ class Config(RecBoleConfig):
                 f"{overall} not found: recbole-mamba reads its defaults from the repository's properties/ folder; "
                 "install it from a checkout with pip install -e ."
             )
+        # A plugin model that subclasses a RecBole model (SASRecSDPA, ...) starts from its parents' RecBole defaults.
+        lineage = [cls.__name__ for cls in reversed(model_class.__mro__) if cls.__name__ != model] + [model]
         layers = [
             (overall, True),
-            (RECBOLE_PROPERTIES_DIR / "model" / f"{model}.yaml", False),
+            *[(RECBOLE_PROPERTIES_DIR / "model" / f"{name}.yaml", False) for name in lineage],
             (PROPERTIES_DIR / "model" / f"{model}.yaml", True),
             (RECBOLE_PROPERTIES_DIR / "dataset" / f"{dataset}.yaml", False),
             (PROPERTIES_DIR / "dataset" / f"{dataset}.yaml", True),

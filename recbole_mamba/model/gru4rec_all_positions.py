@@ -1,0 +1,17 @@
+"""GRU4Rec (RecBole) that also trains on every position of the lifelong dataloader's seq2seq batches."""
+
+from recbole.model.sequential_recommender.gru4rec import GRU4Rec
+
+from recbole_mamba.model.all_position_training import AllPositionTraining
+
+
+class GRU4RecAllPositions(AllPositionTraining, GRU4Rec):
+    """RecBole's GRU4Rec, same parameters and outputs, with :class:`AllPositionTraining`'s seq2seq loss."""
+
+    def forward_all(self, item_seq):
+        """Hidden states at every position: (batch, L, embedding_size)."""
+        gru_output, _ = self.gru_layers(self.emb_dropout(self.item_embedding(item_seq)))
+        return self.dense(gru_output)
+
+    def forward(self, item_seq, item_seq_len):
+        return self.gather_indexes(self.forward_all(item_seq), item_seq_len - 1)
