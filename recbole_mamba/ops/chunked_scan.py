@@ -22,7 +22,7 @@ import torch
 
 DEFAULT_BLOCK_LEN = 256
 DEFAULT_CHUNK_LEN = 16
-MAX_BLOCK_ELEMENTS = 1 << 24  # per working buffer (64 MiB in float32); six buffers are used
+MAX_BLOCK_ELEMENTS = 1 << 21  # per working buffer (8 MiB in float32; six in the backward): cache-sized blocks
 
 
 def flushing_denormals(function):
