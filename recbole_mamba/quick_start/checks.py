@@ -24,3 +24,11 @@ def check_dataset_files(config):
             f"(tab-separated, header like user_id:token item_id:token timestamp:float) "
             f"or point --data_path at the folder that holds {dataset}/"
         )
+
+
+def check_model_options(config):
+    """Raise a one-line error for a ``mamba_backend`` that cannot run here (e.g. ``cuda`` without a GPU)."""
+    if config["mamba_backend"] is not None:
+        from recbole_mamba.model.mamba_mixer import check_backend
+
+        check_backend(config["mamba_backend"])

@@ -7,7 +7,7 @@ from pathlib import Path
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_mamba.data.synthetic_kuairand import synthetic_description
-from recbole_mamba.quick_start.checks import check_dataset_files
+from recbole_mamba.quick_start.checks import check_dataset_files, check_model_options
 from recbole_mamba.quick_start.config import Config
 from recbole_mamba.quick_start.registry import get_trainer
 
@@ -86,6 +86,7 @@ def run(model="RecMamba", dataset="kuairand", config_file_list=None, config_dict
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict,
                     cmd_args=cmd_args)
     check_dataset_files(config)
+    check_model_options(config)
     init_seed(config["seed"], config["reproducibility"])
     _init_logging(config)
     logger = logging.getLogger()
@@ -102,6 +103,7 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     """
     config = Config(config_dict=config_dict, config_file_list=config_file_list)
     check_dataset_files(config)
+    check_model_options(config)
     init_seed(config["seed"], config["reproducibility"])
     root = logging.getLogger()
     for handler in _installed_handlers:
