@@ -168,8 +168,10 @@ def plot(rows, path, title):
             lengths = [r["length"] for r in ok]
             time_axis.plot(lengths, [r["time_s"] for r in ok], "o-", label=name)
             memory_axis.plot(lengths, [max(r["memory_gib"], 1e-3) for r in ok], "o-", label=name)
+    lengths = sorted({r["length"] for r in rows})
     for axis, ylabel in ((time_axis, "step time, s"), (memory_axis, "peak memory, GiB")):
         axis.set(xscale="log", yscale="log", xlabel="sequence length L", ylabel=ylabel)
+        axis.set_xticks(lengths, [str(length) for length in lengths])
         axis.grid(True, which="both", alpha=0.3)
     time_axis.legend(fontsize=8)
     figure.suptitle(title)

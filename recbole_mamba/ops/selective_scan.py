@@ -74,15 +74,16 @@ def selective_scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     baseline of ``recbole_mamba.bench.scan``. O(L) Python steps: use only for tests and benchmarks.
     """
     delta, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
-    dim = u.shape[1]
+    batch, dim = u.shape[:2]
+    groups, n_state = C.shape[1], A.shape[1]
     decay = torch.exp(delta.unsqueeze(-1) * A[:, None, :])  # (batch, dim, L, N)
     drive = _times_grouped(delta * u, B)
-    readout = _times_grouped(torch.ones_like(u), C)
-    state = u.new_zeros(u.shape[0], dim, A.shape[1])
+    state = u.new_zeros(batch, dim, n_state)
     outputs = []
-    for decay_t, drive_t, readout_t in zip(decay.unbind(2), drive.unbind(2), readout.unbind(2)):
-        state = decay_t * state + drive_t
-        outputs.append((state * readout_t).sum(-1))
+    for decay_t, drive_t, readout_t in zip(decay.unbind(2), drive.unbind(2), C.unbind(-1)):
+        state = torch.addcmul(drive_t, decay_t, state)
+        grouped = state.view(batch, groups, dim // groups, n_state)
+        outputs.append(torch.matmul(grouped, readout_t.unsqueeze(-1)).view(batch, dim))
     y = _finish(torch.stack(outputs, dim=-1), u, D, z)
     return (y, state) if return_last_state else y
 
