@@ -10,8 +10,9 @@ zero state, all chunks at once (a loop over positions inside a chunk), then each
 it times its running decay product. Decays are products of factors in (0, 1] for A <= 0, never ratios of
 cumulative sums, so strong decays underflow to 0 instead of overflowing to inf/NaN.
 
-The backward recomputes each block's states from the block's saved entering state and runs the same scan in
-reverse for the state gradient. Everything is done with in-place/``out=`` operations on buffers reused across
+The forward keeps the state entering each chunk (one (batch, dim, N) state per ``chunk_len`` steps, as much memory
+as ``u`` for N = chunk_len); the backward recomputes each block's states from them in a single pass and runs the
+scan in reverse for the state gradient. Everything is done with in-place/``out=`` operations on buffers reused across
 blocks: large fresh allocations (page faults), not arithmetic, dominate elementwise cost on CPU.
 """
 
@@ -42,16 +43,23 @@ def flushing_denormals(function):
     return wrapper
 
 
-def _scan_inplace(x, decay, carry, chunk_len, prod, reverse):
+def _chunking(length, chunk_len):
+    """(chunk length, number of whole chunks, length they cover) for a block of ``length`` steps."""
+    chunk_len = min(chunk_len, length)
+    n_chunks = length // chunk_len
+    return chunk_len, n_chunks, n_chunks * chunk_len
+
+
+def _scan_inplace(x, decay, carry, chunk_len, prod, reverse, entering=None):
     """Turn ``x`` (T, ...) into the states of ``x_t += decay_t * x_{t-1}`` (or ``x_{t+1}`` when ``reverse``).
 
     ``carry`` is the state before the first step (after the last when ``reverse``); ``prod`` is a workspace shaped
-    like ``x``. In reverse, ``decay_t`` is the factor applied to ``x_{t+1}``.
+    like ``x``. In reverse, ``decay_t`` is the factor applied to ``x_{t+1}``. Forward scans write the state entering
+    each whole chunk into ``entering`` (n_chunks, ...) when given, for :func:`_rescan_inplace`.
     """
     length = x.shape[0]
-    chunk_len = min(chunk_len, length)
-    n_chunks, tail = divmod(length, chunk_len)
-    body = n_chunks * chunk_len
+    chunk_len, n_chunks, body = _chunking(length, chunk_len)
+    tail = length - body
     if reverse and tail:  # the partial chunk sits at the end: step through it first
         for t in range(length - 1, body - 1, -1):
             x[t].addcmul_(decay[t], carry)
@@ -69,22 +77,43 @@ def _scan_inplace(x, decay, carry, chunk_len, prod, reverse):
             torch.mul(ds[:, t], ps[:, t + step], out=ps[:, t])
         chunks = range(n_chunks - 1, -1, -1) if reverse else range(n_chunks)
         for k in chunks:
+            if entering is not None:
+                entering[k].copy_(carry)
             xs[k].addcmul_(ps[k], carry)
             carry = xs[k, 0] if reverse else xs[k, -1]
     if not reverse and tail:
-        for t in range(body, length):
-            x[t].addcmul_(decay[t], carry)
-            carry = x[t]
+        _step_through(x, decay, carry, range(body, length))
+
+
+def _step_through(x, decay, carry, steps):
+    """Forward recurrence over the given (increasing) steps of ``x``, starting from ``carry``."""
+    for t in steps:
+        x[t].addcmul_(decay[t], carry)
+        carry = x[t]
+
+
+def _rescan_inplace(x, decay, carry, chunk_len, entering):
+    """Forward :func:`_scan_inplace` again, given the chunk-entering states it recorded: one pass, no carries."""
+    length = x.shape[0]
+    chunk_len, n_chunks, body = _chunking(length, chunk_len)
+    xs = x[:body].view(n_chunks, chunk_len, *x.shape[1:])
+    ds = decay[:body].view(n_chunks, chunk_len, *x.shape[1:])
+    xs[:, 0].addcmul_(ds[:, 0], entering)
+    for t in range(1, chunk_len):
+        xs[:, t].addcmul_(ds[:, t], xs[:, t - 1])
+    _step_through(x, decay, xs[-1, -1], range(body, length))
 
 
 class _TimeMajorInputs:
-    """The scan's inputs laid out time-major once: per-step slices are contiguous."""
+    """The scan's inputs laid out time-major, so that per-step slices are contiguous; kept for the backward."""
 
-    def __init__(self, u, delta, B, C):
-        self.delta = delta.permute(2, 0, 1).contiguous()  # (L, batch, dim)
-        self.drive = (delta * u).permute(2, 0, 1).contiguous()  # delta * u, (L, batch, dim)
-        self.B = B.permute(3, 0, 1, 2).contiguous()  # (L, batch, groups, N)
-        self.C = C.permute(3, 0, 1, 2).contiguous()
+    def __init__(self, delta, drive, B, C):
+        self.delta, self.drive, self.B, self.C = delta, drive, B, C  # (L, batch, dim) x2, (L, batch, groups, N) x2
+
+    @classmethod
+    def of(cls, u, delta, B, C):
+        return cls(delta.permute(2, 0, 1).contiguous(), (delta * u).permute(2, 0, 1).contiguous(),
+                   B.permute(3, 0, 1, 2).contiguous(), C.permute(3, 0, 1, 2).contiguous())
 
 
 class _Workspace:
@@ -98,9 +127,11 @@ class _Workspace:
         )
 
 
-def _block_states(inputs, A, window, carry, space, chunk_len):
+def _block_states(inputs, A, window, carry, space, chunk_len, entering, recorded):
     """Fill ``space.states[0]`` with ``carry`` and ``space.states[1:T+1]`` with the block's states.
 
+    ``entering`` (n_chunks, batch, dim, N) holds the state entering each whole chunk: written when ``recorded`` is
+    False (the forward), read when True (the backward's recomputation, then a single pass).
     Returns (states (T, batch, dim, N), decay (T, batch, dim, N)) views into the workspace.
     """
     length = window.stop - window.start
@@ -114,7 +145,10 @@ def _block_states(inputs, A, window, carry, space, chunk_len):
     )
     decay = space.decay[:length]
     torch.mul(inputs.delta[window].unsqueeze(-1), A, out=decay).exp_()
-    _scan_inplace(states, decay, carry, chunk_len, space.prod, reverse=False)
+    if recorded:
+        _rescan_inplace(states, decay, carry, chunk_len, entering)
+    else:
+        _scan_inplace(states, decay, carry, chunk_len, space.prod, reverse=False, entering=entering)
     space.states[0].copy_(carry)
     return states, decay
 
@@ -134,32 +168,36 @@ class ChunkedSelectiveScan(torch.autograd.Function):
         groups, n_state = B.shape[1], A.shape[1]
         per_group = dim // groups
         block_len = max(1, min(block_len, length, MAX_BLOCK_ELEMENTS // (batch * dim * n_state)))
-        inputs = _TimeMajorInputs(u, delta, B, C)
+        inputs = _TimeMajorInputs.of(u, delta, B, C)
         space = _Workspace(u, block_len, n_state, backward=False)
         y = u.new_empty(length, batch, dim)
         carry = u.new_zeros(batch, dim, n_state)
-        entering = []
+        entering, chunk_entering = [], []
         for start in range(0, length, block_len):
             window = slice(start, min(start + block_len, length))
             entering.append(carry)
-            states, _ = _block_states(inputs, A, window, carry, space, chunk_len)
+            n_chunks = _chunking(window.stop - window.start, chunk_len)[1]
+            chunk_entering.append(u.new_empty(n_chunks, batch, dim, n_state))
+            states, _ = _block_states(inputs, A, window, carry, space, chunk_len, chunk_entering[-1], recorded=False)
             # y_t = <h_t, C_t> as one batched matrix product per (step, batch, group)
             torch.bmm(states.view(-1, per_group, n_state), inputs.C[window].view(-1, n_state, 1),
                       out=y[window].view(-1, per_group, 1))
             carry = states[-1].clone()
-        ctx.save_for_backward(u, delta, A, B, C, torch.stack(entering))
+        ctx.save_for_backward(u, A, inputs.delta, inputs.drive, inputs.B, inputs.C, torch.stack(entering),
+                              *chunk_entering)
         ctx.block_len, ctx.chunk_len = block_len, chunk_len
         return y.permute(1, 2, 0), carry
 
     @staticmethod
     @flushing_denormals
     def backward(ctx, grad_y, grad_last):
-        u, delta, A, B, C, entering = ctx.saved_tensors
+        u, A, *time_major, entering = ctx.saved_tensors[:7]
+        chunk_entering = ctx.saved_tensors[7:]
+        inputs = _TimeMajorInputs(*time_major)
         block_len, chunk_len = ctx.block_len, ctx.chunk_len
         batch, dim, length = u.shape
-        groups, n_state = B.shape[1], A.shape[1]
+        groups, n_state = inputs.B.shape[2], A.shape[1]
         per_group = dim // groups
-        inputs = _TimeMajorInputs(u, delta, B, C)
         space = _Workspace(u, block_len, n_state, backward=True)
         grad_y = (torch.zeros_like(u) if grad_y is None else grad_y).permute(2, 0, 1).contiguous()
         grad_state = u.new_zeros(batch, dim, n_state) if grad_last is None else grad_last.contiguous()
@@ -172,7 +210,8 @@ class ChunkedSelectiveScan(torch.autograd.Function):
         for index in range(len(starts) - 1, -1, -1):
             window = slice(starts[index], min(starts[index] + block_len, length))
             steps = window.stop - window.start
-            states, decay = _block_states(inputs, A, window, entering[index], space, chunk_len)
+            states, decay = _block_states(inputs, A, window, entering[index], space, chunk_len,
+                                          chunk_entering[index], recorded=True)
             space.decay[steps].copy_(next_decay)
             # state gradient: g_t = C_t * gy_t + decay_{t+1} * g_{t+1}
             grad_h = space.grad[:steps]
