@@ -16,11 +16,17 @@ from recbole_mamba.quick_start.registry import get_trainer
 _installed_handlers = []
 
 
-def _init_logging(config):
+def _remove_installed_handlers():
     root = logging.getLogger()
     for handler in _installed_handlers:
         root.removeHandler(handler)
         handler.close()
+    _installed_handlers.clear()
+
+
+def _init_logging(config):
+    _remove_installed_handlers()
+    root = logging.getLogger()
     before = set(root.handlers)
     init_logger(config)
     _installed_handlers[:] = [handler for handler in root.handlers if handler not in before]
@@ -99,16 +105,12 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     """RecBole's HyperTuning objective: ``model`` and ``dataset`` come from the config; logs only errors.
 
     Returns:
-        dict with ``model``, ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``.
+        dict with ``model`` and the keys ``run`` returns.
     """
     config = Config(config_dict=config_dict, config_file_list=config_file_list)
     check_dataset_files(config)
     check_model_options(config)
     init_seed(config["seed"], config["reproducibility"])
-    root = logging.getLogger()
-    for handler in _installed_handlers:
-        root.removeHandler(handler)
-        handler.close()
-    _installed_handlers.clear()
-    root.setLevel(logging.ERROR)
+    _remove_installed_handlers()
+    logging.getLogger().setLevel(logging.ERROR)
     return {"model": config["model"], **_train_and_evaluate(config, saved=saved, verbose=False)}
