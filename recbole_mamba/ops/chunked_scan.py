@@ -50,37 +50,59 @@ def _chunking(length, chunk_len):
     return chunk_len, n_chunks, n_chunks * chunk_len
 
 
-def _scan_inplace(x, decay, carry, chunk_len, prod, reverse, entering=None):
+def _scan_inplace(x, decay, carry, chunk_len, reverse, entering=None):
     """Turn ``x`` (T, ...) into the states of ``x_t += decay_t * x_{t-1}`` (or ``x_{t+1}`` when ``reverse``).
 
-    ``carry`` is the state before the first step (after the last when ``reverse``); ``prod`` is a workspace shaped
-    like ``x``. In reverse, ``decay_t`` is the factor applied to ``x_{t+1}``. Forward scans write the state entering
-    each whole chunk into ``entering`` (n_chunks, ...) when given, for :func:`_rescan_inplace`.
+    ``carry`` is the state before the first step (after the last when ``reverse``). In reverse, ``decay_t`` is the
+    factor applied to ``x_{t+1}``. Two passes: every whole chunk's final state is computed from zero (all chunks
+    at once, in two chunk-sized buffers), the carries are chained chunk to chunk with each chunk's decay product,
+    and :func:`_rescan_inplace` turns ``x`` into states from them. The state entering each whole chunk is written
+    into ``entering`` (n_chunks, ...) when given.
     """
     length = x.shape[0]
     chunk_len, n_chunks, body = _chunking(length, chunk_len)
-    tail = length - body
-    if reverse and tail:  # the partial chunk sits at the end: step through it first
+    if reverse and length > body:  # the partial chunk sits at the end: step through it first
         carry = _step_through(x, decay, carry, range(length - 1, body - 1, -1))
     if n_chunks:
-        xs = x[:body].view(n_chunks, chunk_len, *x.shape[1:])
-        ds = decay[:body].view(n_chunks, chunk_len, *x.shape[1:])
-        ps = prod[:body].view(n_chunks, chunk_len, *x.shape[1:])
-        positions = range(chunk_len - 2, -1, -1) if reverse else range(1, chunk_len)
-        step = 1 if reverse else -1  # offset of the neighbour a position reads from
-        first = chunk_len - 1 if reverse else 0
-        ps[:, first].copy_(ds[:, first])
-        for t in positions:
-            xs[:, t].addcmul_(ds[:, t], xs[:, t + step])
-            torch.mul(ds[:, t], ps[:, t + step], out=ps[:, t])
+        xs, ds = _chunked(x, body, chunk_len), _chunked(decay, body, chunk_len)
+        entering = x.new_empty(n_chunks, *x.shape[1:]) if entering is None else entering
+        finals = _chunk_finals(xs, ds, reverse)
+        totals = torch.prod(ds, dim=1)
         chunks = range(n_chunks - 1, -1, -1) if reverse else range(n_chunks)
-        for k in chunks:
-            if entering is not None:
-                entering[k].copy_(carry)
-            xs[k].addcmul_(ps[k], carry)
-            carry = xs[k, 0] if reverse else xs[k, -1]
-    if not reverse and tail:
+        entering[chunks[0]].copy_(carry)
+        for k, following in zip(chunks, chunks[1:]):
+            torch.addcmul(finals[k], totals[k], entering[k], out=entering[following])
+        carry = finals[chunks[-1]].addcmul_(totals[chunks[-1]], entering[chunks[-1]])
+        _rescan_chunks(xs, ds, entering, reverse)
+    if not reverse and length > body:
         _step_through(x, decay, carry, range(body, length))
+
+
+def _chunked(x, body, chunk_len):
+    """The first ``body`` steps of ``x`` (T, ...) as (n_chunks, chunk_len, ...)."""
+    return x[:body].view(body // chunk_len, chunk_len, *x.shape[1:])
+
+
+def _chunk_finals(xs, ds, reverse):
+    """The last state of each chunk (first when ``reverse``) scanned from zero: (n_chunks, ...), ``xs`` untouched."""
+    positions = list(zip(xs.unbind(1), ds.unbind(1)))
+    if reverse:
+        positions.reverse()
+    buffers = (torch.empty_like(positions[0][0]), torch.empty_like(positions[0][0]))
+    state = positions[0][0]
+    for index, (x_t, d_t) in enumerate(positions[1:]):
+        state = torch.addcmul(x_t, d_t, state, out=buffers[index % 2])
+    return state.clone() if len(positions) == 1 else state
+
+
+def _rescan_chunks(xs, ds, entering, reverse):
+    """``xs`` (n_chunks, chunk_len, ...) scanned in place, chunk ``k`` entered with ``entering[k]``."""
+    xt, dt = xs.unbind(1), ds.unbind(1)
+    order = range(len(xt) - 1, -1, -1) if reverse else range(len(xt))
+    previous = entering
+    for t in order:
+        xt[t].addcmul_(dt[t], previous)
+        previous = xt[t]
 
 
 def _step_through(x, decay, carry, steps):
@@ -95,12 +117,8 @@ def _rescan_inplace(x, decay, carry, chunk_len, entering):
     """Forward :func:`_scan_inplace` again, given the chunk-entering states it recorded: one pass, no carries."""
     length = x.shape[0]
     chunk_len, n_chunks, body = _chunking(length, chunk_len)
-    xs = x[:body].view(n_chunks, chunk_len, *x.shape[1:])
-    ds = decay[:body].view(n_chunks, chunk_len, *x.shape[1:])
-    xs[:, 0].addcmul_(ds[:, 0], entering)
-    for t in range(1, chunk_len):
-        xs[:, t].addcmul_(ds[:, t], xs[:, t - 1])
-    _step_through(x, decay, xs[-1, -1], range(body, length))
+    _rescan_chunks(_chunked(x, body, chunk_len), _chunked(decay, body, chunk_len), entering, reverse=False)
+    _step_through(x, decay, x[body - 1], range(body, length))
 
 
 class _TimeMajorInputs:
@@ -120,9 +138,9 @@ class _Workspace:
 
     def __init__(self, like, block_len, n_state, backward):
         shape = (block_len + 1, *like.shape[:2], n_state)  # like: (batch, dim, L)
-        count = 6 if backward else 3
-        self.states, self.decay, self.prod, self.grad, self.work, self.work2 = (
-            [like.new_empty(shape) for _ in range(count)] + [None] * (6 - count)
+        count = 5 if backward else 2
+        self.states, self.decay, self.grad, self.work, self.work2 = (
+            [like.new_empty(shape) for _ in range(count)] + [None] * (5 - count)
         )
 
 
@@ -147,7 +165,7 @@ def _block_states(inputs, A, window, carry, space, chunk_len, entering, recorded
     if recorded:
         _rescan_inplace(states, decay, carry, chunk_len, entering)
     else:
-        _scan_inplace(states, decay, carry, chunk_len, space.prod, reverse=False, entering=entering)
+        _scan_inplace(states, decay, carry, chunk_len, reverse=False, entering=entering)
     space.states[0].copy_(carry)
     return states, decay
 
@@ -216,7 +234,7 @@ class ChunkedSelectiveScan(torch.autograd.Function):
             grad_h = space.grad[:steps]
             torch.mul(_grouped(grad_y[window], groups).unsqueeze(-1), inputs.C[window].unsqueeze(3),
                       out=_grouped(grad_h, groups))
-            _scan_inplace(grad_h, space.decay[1 : steps + 1], grad_state, chunk_len, space.prod, reverse=True)
+            _scan_inplace(grad_h, space.decay[1 : steps + 1], grad_state, chunk_len, reverse=True)
             grad_state, next_decay = grad_h[0].clone(), decay[0].clone()
             work, work2 = space.work[:steps], space.work2[:steps]
             # sums over a group's channels (grad C, grad B) or over the N states (grad of delta * u), as bmm
