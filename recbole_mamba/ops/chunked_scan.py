@@ -196,9 +196,10 @@ class ChunkedSelectiveScan(torch.autograd.Function):
             n_chunks = _chunking(window.stop - window.start, chunk_len)[1]
             chunk_entering.append(u.new_empty(n_chunks, batch, dim, n_state))
             states, _ = _block_states(inputs, A, window, carry, space, chunk_len, chunk_entering[-1], recorded=False)
-            # y_t = <h_t, C_t> as one batched matrix product per (step, batch, group)
-            torch.bmm(states.view(-1, per_group, n_state), inputs.C[window].view(-1, n_state, 1),
-                      out=y[window].view(-1, per_group, 1))
+            # y_t = <h_t, C_t> as one batched product per (step, batch, group), C_t^T h_t^T: a row times a
+            # transposed matrix is BLAS's fast case
+            torch.bmm(inputs.C[window].view(-1, 1, n_state), states.view(-1, per_group, n_state).transpose(1, 2),
+                      out=y[window].view(-1, 1, per_group))
             carry = states[-1].clone()
         ctx.save_for_backward(u, A, inputs.delta, inputs.drive, inputs.B, inputs.C, torch.stack(entering),
                               *chunk_entering)
@@ -242,8 +243,8 @@ class ChunkedSelectiveScan(torch.autograd.Function):
                       out=grad_C[window].view(-1, 1, n_state))
             torch.bmm(inputs.drive[window].view(-1, 1, per_group), grad_h.view(-1, per_group, n_state),
                       out=grad_B[window].view(-1, 1, n_state))
-            torch.bmm(grad_h.view(-1, per_group, n_state), inputs.B[window].view(-1, n_state, 1),
-                      out=grad_drive[window].view(-1, per_group, 1))
+            torch.bmm(inputs.B[window].view(-1, 1, n_state), grad_h.view(-1, per_group, n_state).transpose(1, 2),
+                      out=grad_drive[window].view(-1, 1, per_group))
             # decay = exp(delta * A): d/d(delta * A) = g_t * h_{t-1} * decay_t
             torch.mul(grad_h, space.states[:steps], out=work).mul_(decay)
             grad_A.add_(torch.mul(work, inputs.delta[window].unsqueeze(-1), out=work2).sum((0, 1)))
