@@ -124,20 +124,24 @@ def _rescan_inplace(x, decay, carry, chunk_len, entering):
 class _TimeMajorInputs:
     """The scan's inputs laid out time-major, so that per-step slices are contiguous; kept for the backward."""
 
-    def __init__(self, delta, drive, B, C):
-        self.delta, self.drive, self.B, self.C = delta, drive, B, C  # (L, batch, dim) x2, (L, batch, groups, N) x2
+    def __init__(self, delta, u, B, C):
+        self.delta, self.u, self.B, self.C = delta, u, B, C  # (L, batch, dim) x2, (L, batch, groups, N) x2
+        self.drive = delta * u
 
     @classmethod
     def of(cls, u, delta, B, C):
-        return cls(delta.permute(2, 0, 1).contiguous(), (delta * u).permute(2, 0, 1).contiguous(),
+        return cls(delta.permute(2, 0, 1).contiguous(), u.permute(2, 0, 1).contiguous(),
                    B.permute(3, 0, 1, 2).contiguous(), C.permute(3, 0, 1, 2).contiguous())
+
+    def saved(self):
+        return self.delta, self.u, self.B, self.C
 
 
 class _Workspace:
     """Buffers of one block, reused for every block."""
 
     def __init__(self, like, block_len, n_state, backward):
-        shape = (block_len + 1, *like.shape[:2], n_state)  # like: (batch, dim, L)
+        shape = (block_len + 1, *like.shape[1:], n_state)  # like: (L, batch, dim)
         count = 5 if backward else 2
         self.states, self.decay, self.grad, self.work, self.work2 = (
             [like.new_empty(shape) for _ in range(count)] + [None] * (5 - count)
@@ -186,7 +190,7 @@ class ChunkedSelectiveScan(torch.autograd.Function):
         per_group = dim // groups
         block_len = max(1, min(block_len, length, MAX_BLOCK_ELEMENTS // (batch * dim * n_state)))
         inputs = _TimeMajorInputs.of(u, delta, B, C)
-        space = _Workspace(u, block_len, n_state, backward=False)
+        space = _Workspace(inputs.u, block_len, n_state, backward=False)
         y = u.new_empty(length, batch, dim)
         carry = u.new_zeros(batch, dim, n_state)
         entering, chunk_entering = [], []
@@ -201,24 +205,24 @@ class ChunkedSelectiveScan(torch.autograd.Function):
             torch.bmm(inputs.C[window].view(-1, 1, n_state), states.view(-1, per_group, n_state).transpose(1, 2),
                       out=y[window].view(-1, 1, per_group))
             carry = states[-1].clone()
-        ctx.save_for_backward(u, A, inputs.delta, inputs.drive, inputs.B, inputs.C, torch.stack(entering),
+        ctx.save_for_backward(A, *inputs.saved(), torch.stack(entering),
                               *chunk_entering)
         ctx.block_len, ctx.chunk_len = block_len, chunk_len
-        return y.permute(1, 2, 0), carry
+        return y.permute(1, 2, 0).contiguous(), carry  # contiguous: later elementwise ops stay fast
 
     @staticmethod
     @flushing_denormals
     def backward(ctx, grad_y, grad_last):
-        u, A, *time_major, entering = ctx.saved_tensors[:7]
-        chunk_entering = ctx.saved_tensors[7:]
+        A, *time_major, entering = ctx.saved_tensors[:6]
+        chunk_entering = ctx.saved_tensors[6:]
         inputs = _TimeMajorInputs(*time_major)
         block_len, chunk_len = ctx.block_len, ctx.chunk_len
-        batch, dim, length = u.shape
+        length, batch, dim = inputs.u.shape
         groups, n_state = inputs.B.shape[2], A.shape[1]
         per_group = dim // groups
-        space = _Workspace(u, block_len, n_state, backward=True)
-        grad_y = (torch.zeros_like(u) if grad_y is None else grad_y).permute(2, 0, 1).contiguous()
-        grad_state = u.new_zeros(batch, dim, n_state) if grad_last is None else grad_last.contiguous()
+        space = _Workspace(inputs.u, block_len, n_state, backward=True)
+        grad_y = torch.zeros_like(inputs.u) if grad_y is None else grad_y.permute(2, 0, 1).contiguous()
+        grad_state = A.new_zeros(batch, dim, n_state) if grad_last is None else grad_last.contiguous()
         next_decay = torch.ones_like(grad_state)  # h_L = h_{L-1}: the last state's gradient enters undecayed
         grad_drive = torch.empty_like(inputs.drive)
         grad_delta = torch.empty_like(inputs.delta)
@@ -250,6 +254,7 @@ class ChunkedSelectiveScan(torch.autograd.Function):
             grad_A.add_(torch.mul(work, inputs.delta[window].unsqueeze(-1), out=work2).sum((0, 1)))
             torch.sum(work.mul_(A), dim=-1, out=grad_delta[window])
         grad_u = grad_drive * inputs.delta
-        grad_delta.addcmul_(grad_drive, u.permute(2, 0, 1))
-        return (grad_u.permute(1, 2, 0), grad_delta.permute(1, 2, 0), grad_A,
+        grad_delta.addcmul_(grad_drive, inputs.u)
+        # contiguous (batch, dim, L) gradients: elementwise backward ops on mixed layouts are several times slower
+        return (grad_u.permute(1, 2, 0).contiguous(), grad_delta.permute(1, 2, 0).contiguous(), grad_A,
                 grad_B.permute(1, 2, 3, 0), grad_C.permute(1, 2, 3, 0), None, None)
