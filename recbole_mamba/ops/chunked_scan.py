@@ -18,6 +18,8 @@ blocks, so a call allocates its (block, batch, dim, N) buffers once.
 
 import contextlib
 import functools
+import math
+import threading
 
 import torch
 
@@ -126,7 +128,6 @@ class _TimeMajorInputs:
 
     def __init__(self, delta, u, B, C):
         self.delta, self.u, self.B, self.C = delta, u, B, C  # (L, batch, dim) x2, (L, batch, groups, N) x2
-        self.drive = delta * u
 
     @classmethod
     def of(cls, u, delta, B, C):
@@ -137,33 +138,63 @@ class _TimeMajorInputs:
         return self.delta, self.u, self.B, self.C
 
 
+class _ScratchMemory(threading.local):
+    """Block-sized scratch memory kept from call to call, per thread, dtype and device.
+
+    Allocating the block buffers anew at every call costs a page fault at each first touch (the allocator hands
+    large blocks back to the system): about 9,000 per forward + backward at L=2048, batch 2, dim 128, N 16, several
+    milliseconds. What is kept is bounded by the block size (at most ``MAX_BLOCK_ELEMENTS`` per state buffer).
+    """
+
+    def __init__(self):
+        self.flat = {}
+
+    def buffers(self, like, shapes):
+        """Tensors of the given shapes, views into memory owned by this object; valid until the next call."""
+        sizes = [math.prod(shape) for shape in shapes]
+        key = (like.dtype, like.device)
+        if key not in self.flat or self.flat[key].numel() < sum(sizes):
+            self.flat.pop(key, None)  # free before allocating the larger one
+            self.flat[key] = like.new_empty(sum(sizes))
+        chunks = self.flat[key][: sum(sizes)].split(sizes)
+        return [chunk.view(shape) for chunk, shape in zip(chunks, shapes)]
+
+
+_SCRATCH = _ScratchMemory()
+
+
 class _Workspace:
-    """Buffers of one block, reused for every block."""
+    """Buffers of one block, reused for every block (and, through ``_SCRATCH``, for every call).
+
+    (T + 1, batch, dim, N): ``states`` (slot 0: the state before the block), ``decay`` (slot T: the decay after it);
+    in the backward also ``grad``, ``work``, ``work2``. (T, batch, dim): ``drive`` (delta * u) and ``out`` (y in the
+    forward; the time-major output gradient in the backward), and in the backward ``grad_drive``, ``grad_delta``.
+    """
+
+    STATE_BUFFERS = {False: ("states", "decay"), True: ("states", "decay", "grad", "work", "work2")}
+    STEP_BUFFERS = {False: ("drive", "out"), True: ("drive", "out", "grad_drive", "grad_delta")}
 
     def __init__(self, like, block_len, n_state, backward):
-        shape = (block_len + 1, *like.shape[1:], n_state)  # like: (L, batch, dim)
-        count = 5 if backward else 2
-        self.states, self.decay, self.grad, self.work, self.work2 = (
-            [like.new_empty(shape) for _ in range(count)] + [None] * (5 - count)
-        )
+        steps = (block_len, *like.shape[1:])  # like: (L, batch, dim)
+        state_names, step_names = self.STATE_BUFFERS[backward], self.STEP_BUFFERS[backward]
+        shapes = [(block_len + 1, *steps[1:], n_state)] * len(state_names) + [steps] * len(step_names)
+        for name, buffer in zip(state_names + step_names, _SCRATCH.buffers(like, shapes)):
+            setattr(self, name, buffer)
 
 
 def _block_states(inputs, A, window, carry, space, chunk_len, entering, recorded):
-    """Fill ``space.states[0]`` with ``carry`` and ``space.states[1:T+1]`` with the block's states.
+    """Fill ``space.drive`` with delta * u, ``space.states[0]`` with ``carry`` and ``space.states[1:T+1]`` with the
+    block's states.
 
     ``entering`` (n_chunks, batch, dim, N) holds the state entering each whole chunk: written when ``recorded`` is
     False (the forward), read when True (the backward's recomputation, then a single pass).
-    Returns (states (T, batch, dim, N), decay (T, batch, dim, N)) views into the workspace.
+    Returns (drive (T, batch, dim), states (T, batch, dim, N), decay (T, batch, dim, N)) views into the workspace.
     """
     length = window.stop - window.start
     batch, groups, n_state = inputs.B.shape[1:]
-    dim = A.shape[0]
+    drive = torch.mul(inputs.delta[window], inputs.u[window], out=space.drive[:length])
     states = space.states[1 : length + 1]
-    torch.mul(
-        inputs.drive[window].view(length, batch, groups, dim // groups, 1),
-        inputs.B[window].unsqueeze(3),
-        out=states.view(length, batch, groups, dim // groups, n_state),
-    )
+    torch.mul(_grouped(drive, groups).unsqueeze(-1), inputs.B[window].unsqueeze(3), out=_grouped(states, groups))
     decay = space.decay[:length]
     torch.mul(inputs.delta[window].unsqueeze(-1), A, out=decay).exp_()
     if recorded:
@@ -171,7 +202,7 @@ def _block_states(inputs, A, window, carry, space, chunk_len, entering, recorded
     else:
         _scan_inplace(states, decay, carry, chunk_len, reverse=False, entering=entering)
     space.states[0].copy_(carry)
-    return states, decay
+    return drive, states, decay
 
 
 def _grouped(tensor, groups):
@@ -179,8 +210,17 @@ def _grouped(tensor, groups):
     return tensor.view(*tensor.shape[:2], groups, tensor.shape[2] // groups, *tensor.shape[3:])
 
 
+def _blocks(length, block_len):
+    """The windows of the blocks, first to last."""
+    return [slice(start, min(start + block_len, length)) for start in range(0, length, block_len)]
+
+
 class ChunkedSelectiveScan(torch.autograd.Function):
-    """y = <h_t, C_t> and the last state, for u, delta (batch, dim, L), A (dim, N), B, C (batch, groups, N, L)."""
+    """y = <h_t, C_t> and the last state, for u, delta (batch, dim, L), A (dim, N), B, C (batch, groups, N, L).
+
+    Inputs and outputs are contiguous (batch, dim, L); each block is turned time-major on its way in and out (a
+    contiguous layout on both sides keeps the elementwise operations around the scan fast).
+    """
 
     @staticmethod
     @flushing_denormals
@@ -191,24 +231,25 @@ class ChunkedSelectiveScan(torch.autograd.Function):
         block_len = max(1, min(block_len, length, MAX_BLOCK_ELEMENTS // (batch * dim * n_state)))
         inputs = _TimeMajorInputs.of(u, delta, B, C)
         space = _Workspace(inputs.u, block_len, n_state, backward=False)
-        y = u.new_empty(length, batch, dim)
+        y = torch.empty_like(u)
         carry = u.new_zeros(batch, dim, n_state)
         entering, chunk_entering = [], []
-        for start in range(0, length, block_len):
-            window = slice(start, min(start + block_len, length))
+        for window in _blocks(length, block_len):
             entering.append(carry)
             n_chunks = _chunking(window.stop - window.start, chunk_len)[1]
             chunk_entering.append(u.new_empty(n_chunks, batch, dim, n_state))
-            states, _ = _block_states(inputs, A, window, carry, space, chunk_len, chunk_entering[-1], recorded=False)
+            _, states, _ = _block_states(inputs, A, window, carry, space, chunk_len, chunk_entering[-1],
+                                         recorded=False)
             # y_t = <h_t, C_t> as one batched product per (step, batch, group), C_t^T h_t^T: a row times a
             # transposed matrix is BLAS's fast case
+            y_block = space.out[: window.stop - window.start]
             torch.bmm(inputs.C[window].view(-1, 1, n_state), states.view(-1, per_group, n_state).transpose(1, 2),
-                      out=y[window].view(-1, 1, per_group))
+                      out=y_block.view(-1, 1, per_group))
+            y[..., window].copy_(y_block.permute(1, 2, 0))
             carry = states[-1].clone()
-        ctx.save_for_backward(A, *inputs.saved(), torch.stack(entering),
-                              *chunk_entering)
+        ctx.save_for_backward(A, *inputs.saved(), torch.stack(entering), *chunk_entering)
         ctx.block_len, ctx.chunk_len = block_len, chunk_len
-        return y.permute(1, 2, 0).contiguous(), carry  # contiguous: later elementwise ops stay fast
+        return y, carry
 
     @staticmethod
     @flushing_denormals
@@ -221,42 +262,42 @@ class ChunkedSelectiveScan(torch.autograd.Function):
         groups, n_state = inputs.B.shape[2], A.shape[1]
         per_group = dim // groups
         space = _Workspace(inputs.u, block_len, n_state, backward=True)
-        grad_y = torch.zeros_like(inputs.u) if grad_y is None else grad_y.permute(2, 0, 1).contiguous()
         grad_state = A.new_zeros(batch, dim, n_state) if grad_last is None else grad_last.contiguous()
         next_decay = torch.ones_like(grad_state)  # h_L = h_{L-1}: the last state's gradient enters undecayed
-        grad_drive = torch.empty_like(inputs.drive)
-        grad_delta = torch.empty_like(inputs.delta)
+        grad_u, grad_delta = A.new_empty(batch, dim, length), A.new_empty(batch, dim, length)
         grad_A = torch.zeros_like(A)
         ones = A.new_ones(n_state)
         grad_B, grad_C = torch.empty_like(inputs.B), torch.empty_like(inputs.C)
-        starts = list(range(0, length, block_len))
-        for index in range(len(starts) - 1, -1, -1):
-            window = slice(starts[index], min(starts[index] + block_len, length))
+        for index, window in reversed(list(enumerate(_blocks(length, block_len)))):
             steps = window.stop - window.start
-            states, decay = _block_states(inputs, A, window, entering[index], space, chunk_len,
-                                          chunk_entering[index], recorded=True)
+            drive, states, decay = _block_states(inputs, A, window, entering[index], space, chunk_len,
+                                                 chunk_entering[index], recorded=True)
             space.decay[steps].copy_(next_decay)
+            grad_out = space.out[:steps]
+            if grad_y is None:
+                grad_out.zero_()
+            else:
+                grad_out.copy_(grad_y[..., window].permute(2, 0, 1))
             # state gradient: g_t = C_t * gy_t + decay_{t+1} * g_{t+1}
             grad_h = space.grad[:steps]
-            torch.mul(_grouped(grad_y[window], groups).unsqueeze(-1), inputs.C[window].unsqueeze(3),
+            torch.mul(_grouped(grad_out, groups).unsqueeze(-1), inputs.C[window].unsqueeze(3),
                       out=_grouped(grad_h, groups))
             _scan_inplace(grad_h, space.decay[1 : steps + 1], grad_state, chunk_len, reverse=True)
             grad_state, next_decay = grad_h[0].clone(), decay[0].clone()
             work, work2 = space.work[:steps], space.work2[:steps]
+            grad_drive, grad_delta_block = space.grad_drive[:steps], space.grad_delta[:steps]
             # sums over a group's channels (grad C, grad B) or over the N states (grad of delta * u), as bmm
-            torch.bmm(grad_y[window].view(-1, 1, per_group), states.view(-1, per_group, n_state),
+            torch.bmm(grad_out.view(-1, 1, per_group), states.view(-1, per_group, n_state),
                       out=grad_C[window].view(-1, 1, n_state))
-            torch.bmm(inputs.drive[window].view(-1, 1, per_group), grad_h.view(-1, per_group, n_state),
+            torch.bmm(drive.view(-1, 1, per_group), grad_h.view(-1, per_group, n_state),
                       out=grad_B[window].view(-1, 1, n_state))
             torch.bmm(inputs.B[window].view(-1, 1, n_state), grad_h.view(-1, per_group, n_state).transpose(1, 2),
-                      out=grad_drive[window].view(-1, 1, per_group))
+                      out=grad_drive.view(-1, 1, per_group))
             # decay = exp(delta * A): d/d(delta * A) = g_t * h_{t-1} * decay_t
             torch.mul(grad_h, space.states[:steps], out=work).mul_(decay)
             grad_A.add_(torch.mul(work, inputs.delta[window].unsqueeze(-1), out=work2).sum((0, 1)))
             # the sum over N as a matrix-vector product with ones: BLAS beats a reduction over a 16-wide last dim
-            torch.mv(work.mul_(A).view(-1, n_state), ones, out=grad_delta[window].view(-1))
-        grad_u = grad_drive * inputs.delta
-        grad_delta.addcmul_(grad_drive, inputs.u)
-        # contiguous (batch, dim, L) gradients: elementwise backward ops on mixed layouts are several times slower
-        return (grad_u.permute(1, 2, 0).contiguous(), grad_delta.permute(1, 2, 0).contiguous(), grad_A,
-                grad_B.permute(1, 2, 3, 0), grad_C.permute(1, 2, 3, 0), None, None)
+            torch.mv(work.mul_(A).view(-1, n_state), ones, out=grad_delta_block.view(-1))
+            grad_delta[..., window].copy_(grad_delta_block.addcmul_(grad_drive, inputs.u[window]).permute(1, 2, 0))
+            grad_u[..., window].copy_(grad_drive.mul_(inputs.delta[window]).permute(1, 2, 0))
+        return grad_u, grad_delta, grad_A, grad_B.permute(1, 2, 3, 0), grad_C.permute(1, 2, 3, 0), None, None
