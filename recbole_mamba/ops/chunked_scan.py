@@ -58,39 +58,40 @@ def _scan_inplace(x, decay, carry, chunk_len, reverse, entering=None):
     ``carry`` is the state before the first step (after the last when ``reverse``). In reverse, ``decay_t`` is the
     factor applied to ``x_{t+1}``. Two passes: every whole chunk's final state is computed from zero (all chunks
     at once, in two chunk-sized buffers), the carries are chained chunk to chunk with each chunk's decay product,
-    and :func:`_rescan_inplace` turns ``x`` into states from them. The state entering each whole chunk is written
-    into ``entering`` (n_chunks, ...) when given.
+    and the chunks are scanned again from them. The state entering each whole chunk is written into ``entering``
+    (n_chunks, ...) when given.
     """
     length = x.shape[0]
     chunk_len, n_chunks, body = _chunking(length, chunk_len)
     if reverse and length > body:  # the partial chunk sits at the end: step through it first
         carry = _step_through(x, decay, carry, range(length - 1, body - 1, -1))
     if n_chunks:
-        xs, ds = _chunked(x, body, chunk_len), _chunked(decay, body, chunk_len)
+        xs, ds = _positions(x, body, chunk_len), _positions(decay, body, chunk_len)
         entering = x.new_empty(n_chunks, *x.shape[1:]) if entering is None else entering
-        finals = _chunk_finals(xs, ds, reverse)
-        totals = torch.prod(ds, dim=1)
+        finals = _chunk_finals(xs, ds, reverse).unbind(0)
+        totals = torch.prod(decay[:body].view(n_chunks, chunk_len, *x.shape[1:]), dim=1).unbind(0)
+        states_in = entering.unbind(0)
         chunks = range(n_chunks - 1, -1, -1) if reverse else range(n_chunks)
-        entering[chunks[0]].copy_(carry)
+        states_in[chunks[0]].copy_(carry)
         for k, following in zip(chunks, chunks[1:]):
-            torch.addcmul(finals[k], totals[k], entering[k], out=entering[following])
-        carry = finals[chunks[-1]].addcmul_(totals[chunks[-1]], entering[chunks[-1]])
+            torch.addcmul(finals[k], totals[k], states_in[k], out=states_in[following])
+        carry = finals[chunks[-1]].addcmul_(totals[chunks[-1]], states_in[chunks[-1]])
         _rescan_chunks(xs, ds, entering, reverse)
     if not reverse and length > body:
         _step_through(x, decay, carry, range(body, length))
 
 
-def _chunked(x, body, chunk_len):
-    """The first ``body`` steps of ``x`` (T, ...) as (n_chunks, chunk_len, ...)."""
-    return x[:body].view(body // chunk_len, chunk_len, *x.shape[1:])
+def _positions(x, body, chunk_len):
+    """The first ``body`` steps of ``x`` (T, ...) by position in the chunk: chunk_len views (n_chunks, ...)."""
+    return x[:body].view(body // chunk_len, chunk_len, *x.shape[1:]).unbind(1)
 
 
 def _chunk_finals(xs, ds, reverse):
     """The last state of each chunk (first when ``reverse``) scanned from zero: (n_chunks, ...), ``xs`` untouched."""
-    positions = list(zip(xs.unbind(1), ds.unbind(1)))
+    positions = list(zip(xs, ds))
     if reverse:
         positions.reverse()
-    buffers = (torch.empty_like(positions[0][0]), torch.empty_like(positions[0][0]))
+    buffers = (torch.empty_like(xs[0]), torch.empty_like(xs[0]))
     state = positions[0][0]
     for index, (x_t, d_t) in enumerate(positions[1:]):
         state = torch.addcmul(x_t, d_t, state, out=buffers[index % 2])
@@ -98,28 +99,26 @@ def _chunk_finals(xs, ds, reverse):
 
 
 def _rescan_chunks(xs, ds, entering, reverse):
-    """``xs`` (n_chunks, chunk_len, ...) scanned in place, chunk ``k`` entered with ``entering[k]``."""
-    xt, dt = xs.unbind(1), ds.unbind(1)
-    order = range(len(xt) - 1, -1, -1) if reverse else range(len(xt))
+    """Scan the chunks in place by position (``xs``, ``ds`` from :func:`_positions`), chunk ``k`` entered with
+    ``entering[k]``."""
+    order = range(len(xs) - 1, -1, -1) if reverse else range(len(xs))
     previous = entering
     for t in order:
-        xt[t].addcmul_(dt[t], previous)
-        previous = xt[t]
+        previous = xs[t].addcmul_(ds[t], previous)
 
 
 def _step_through(x, decay, carry, steps):
     """``x_t += decay_t * (previous state)`` over ``steps`` in the order given, from ``carry``; returns the last."""
     for t in steps:
-        x[t].addcmul_(decay[t], carry)
-        carry = x[t]
+        carry = x[t].addcmul_(decay[t], carry)
     return carry
 
 
-def _rescan_inplace(x, decay, carry, chunk_len, entering):
+def _rescan_inplace(x, decay, chunk_len, entering):
     """Forward :func:`_scan_inplace` again, given the chunk-entering states it recorded: one pass, no carries."""
     length = x.shape[0]
     chunk_len, n_chunks, body = _chunking(length, chunk_len)
-    _rescan_chunks(_chunked(x, body, chunk_len), _chunked(decay, body, chunk_len), entering, reverse=False)
+    _rescan_chunks(_positions(x, body, chunk_len), _positions(decay, body, chunk_len), entering, reverse=False)
     _step_through(x, decay, x[body - 1], range(body, length))
 
 
@@ -198,7 +197,7 @@ def _block_states(inputs, A, window, carry, space, chunk_len, entering, recorded
     decay = space.decay[:length]
     torch.mul(inputs.delta[window].unsqueeze(-1), A, out=decay).exp_()
     if recorded:
-        _rescan_inplace(states, decay, carry, chunk_len, entering)
+        _rescan_inplace(states, decay, chunk_len, entering)
     else:
         _scan_inplace(states, decay, carry, chunk_len, reverse=False, entering=entering)
     space.states[0].copy_(carry)
