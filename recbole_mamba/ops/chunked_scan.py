@@ -52,13 +52,14 @@ def _chunking(length, chunk_len):
     return chunk_len, n_chunks, n_chunks * chunk_len
 
 
-def _scan_inplace(x, decay, carry, chunk_len, reverse, entering=None):
+def _scan_inplace(x, decay, carry, chunk_len, reverse, totals, entering=None):
     """Turn ``x`` (T, ...) into the states of ``x_t += decay_t * x_{t-1}`` (or ``x_{t+1}`` when ``reverse``).
 
     ``carry`` is the state before the first step (after the last when ``reverse``). In reverse, ``decay_t`` is the
     factor applied to ``x_{t+1}``. Two passes: every whole chunk's final state is computed from zero (all chunks
     at once, in two chunk-sized buffers), the carries are chained chunk to chunk with each chunk's decay product,
-    and the chunks are scanned again from them. The state entering each whole chunk is written into ``entering``
+    and the chunks are scanned again from them. ``totals`` (n_chunks, ...) is the product of each whole chunk's
+    decays (:func:`_chunk_decay_products`). The state entering each whole chunk is written into ``entering``
     (n_chunks, ...) when given.
     """
     length = x.shape[0]
@@ -69,7 +70,7 @@ def _scan_inplace(x, decay, carry, chunk_len, reverse, entering=None):
         xs, ds = _positions(x, body, chunk_len), _positions(decay, body, chunk_len)
         entering = x.new_empty(n_chunks, *x.shape[1:]) if entering is None else entering
         finals = _chunk_finals(xs, ds, reverse).unbind(0)
-        totals = torch.prod(decay[:body].view(n_chunks, chunk_len, *x.shape[1:]), dim=1).unbind(0)
+        totals = totals.unbind(0)
         states_in = entering.unbind(0)
         chunks = range(n_chunks - 1, -1, -1) if reverse else range(n_chunks)
         states_in[chunks[0]].copy_(carry)
@@ -79,6 +80,21 @@ def _scan_inplace(x, decay, carry, chunk_len, reverse, entering=None):
         _rescan_chunks(xs, ds, entering, reverse)
     if not reverse and length > body:
         _step_through(x, decay, carry, range(body, length))
+
+
+def _chunk_decay_products(delta, A, chunk_len):
+    """prod_t exp(delta_t * A) over each whole chunk of ``delta`` (T, batch, dim), as exp(A * sum_t delta_t)."""
+    chunk_len, n_chunks, body = _chunking(delta.shape[0], chunk_len)
+    sums = delta[:body].view(n_chunks, chunk_len, *delta.shape[1:]).sum(1)
+    return torch.mul(sums.unsqueeze(-1), A).exp_()
+
+
+def _shifted(delta, window):
+    """``delta`` over ``window`` moved one step earlier: the step after the window enters last, 0 past the end."""
+    following = delta[window.stop : window.stop + 1]
+    if not len(following):
+        following = delta.new_zeros(1, *delta.shape[1:])
+    return torch.cat([delta[window.start + 1 : window.stop], following])
 
 
 def _positions(x, body, chunk_len):
@@ -199,7 +215,8 @@ def _block_states(inputs, A, window, carry, space, chunk_len, entering, recorded
     if recorded:
         _rescan_inplace(states, decay, chunk_len, entering)
     else:
-        _scan_inplace(states, decay, carry, chunk_len, reverse=False, entering=entering)
+        totals = _chunk_decay_products(inputs.delta[window], A, chunk_len)
+        _scan_inplace(states, decay, carry, chunk_len, reverse=False, totals=totals, entering=entering)
     space.states[0].copy_(carry)
     return drive, states, decay
 
@@ -281,7 +298,8 @@ class ChunkedSelectiveScan(torch.autograd.Function):
             grad_h = space.grad[:steps]
             torch.mul(_grouped(grad_out, groups).unsqueeze(-1), inputs.C[window].unsqueeze(3),
                       out=_grouped(grad_h, groups))
-            _scan_inplace(grad_h, space.decay[1 : steps + 1], grad_state, chunk_len, reverse=True)
+            _scan_inplace(grad_h, space.decay[1 : steps + 1], grad_state, chunk_len, reverse=True,
+                          totals=_chunk_decay_products(_shifted(inputs.delta, window), A, chunk_len))
             grad_state, next_decay = grad_h[0].clone(), decay[0].clone()
             work, work2 = space.work[:steps], space.work2[:steps]
             grad_drive, grad_delta_block = space.grad_drive[:steps], space.grad_delta[:steps]
