@@ -182,11 +182,11 @@ class _Workspace:
     """Buffers of one block, reused for every block (and, through ``_SCRATCH``, for every call).
 
     (T + 1, batch, dim, N): ``states`` (slot 0: the state before the block), ``decay`` (slot T: the decay after it);
-    in the backward also ``grad``, ``work``, ``work2``. (T, batch, dim): ``drive`` (delta * u) and ``out`` (y in the
+    in the backward also ``grad`` and ``work``. (T, batch, dim): ``drive`` (delta * u) and ``out`` (y in the
     forward; the time-major output gradient in the backward), and in the backward ``grad_drive``, ``grad_delta``.
     """
 
-    STATE_BUFFERS = {False: ("states", "decay"), True: ("states", "decay", "grad", "work", "work2")}
+    STATE_BUFFERS = {False: ("states", "decay"), True: ("states", "decay", "grad", "work")}
     STEP_BUFFERS = {False: ("drive", "out"), True: ("drive", "out", "grad_drive", "grad_delta")}
 
     def __init__(self, like, block_len, n_state, backward):
@@ -282,7 +282,7 @@ class ChunkedSelectiveScan(torch.autograd.Function):
         next_decay = torch.ones_like(grad_state)  # h_L = h_{L-1}: the last state's gradient enters undecayed
         grad_u, grad_delta = A.new_empty(batch, dim, length), A.new_empty(batch, dim, length)
         grad_A = torch.zeros_like(A)
-        ones = A.new_ones(n_state)
+        ones, ones_steps = A.new_ones(n_state), A.new_ones(block_len * batch)
         grad_B, grad_C = torch.empty_like(inputs.B), torch.empty_like(inputs.C)
         for index, window in reversed(list(enumerate(_blocks(length, block_len)))):
             steps = window.stop - window.start
@@ -301,7 +301,7 @@ class ChunkedSelectiveScan(torch.autograd.Function):
             _scan_inplace(grad_h, space.decay[1 : steps + 1], grad_state, chunk_len, reverse=True,
                           totals=_chunk_decay_products(_shifted(inputs.delta, window), A, chunk_len))
             grad_state, next_decay = grad_h[0].clone(), decay[0].clone()
-            work, work2 = space.work[:steps], space.work2[:steps]
+            work = space.work[:steps]
             grad_drive, grad_delta_block = space.grad_drive[:steps], space.grad_delta[:steps]
             # sums over a group's channels (grad C, grad B) or over the N states (grad of delta * u), as bmm
             torch.bmm(grad_out.view(-1, 1, per_group), states.view(-1, per_group, n_state),
@@ -312,7 +312,9 @@ class ChunkedSelectiveScan(torch.autograd.Function):
                       out=grad_drive.view(-1, 1, per_group))
             # decay = exp(delta * A): d/d(delta * A) = g_t * h_{t-1} * decay_t
             torch.mul(grad_h, space.states[:steps], out=work).mul_(decay)
-            grad_A.add_(torch.mul(work, inputs.delta[window].unsqueeze(-1), out=work2).sum((0, 1)))
+            # sum over (step, batch) of work * delta: a transposed matrix times ones, like the sum over N below
+            weighted = torch.mul(work, inputs.delta[window].unsqueeze(-1), out=decay)  # decay is used up here
+            grad_A.view(-1).addmv_(weighted.view(steps * batch, -1).t(), ones_steps[: steps * batch])
             # the sum over N as a matrix-vector product with ones: BLAS beats a reduction over a 16-wide last dim
             torch.mv(work.mul_(A).view(-1, n_state), ones, out=grad_delta_block.view(-1))
             grad_delta[..., window].copy_(grad_delta_block.addcmul_(grad_drive, inputs.u[window]).permute(1, 2, 0))
