@@ -53,7 +53,7 @@ def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
 def _finish(y, u, D, z):
     """Apply the skip connection ``D * u`` and the gate ``silu(z)``."""
     if D is not None:
-        y = y + u * D[:, None].to(y.dtype)
+        y = torch.addcmul(y, u, D[:, None].to(y.dtype))
     if z is not None:
         y = y * F.silu(z)
     return y
