@@ -119,6 +119,33 @@ def test_saved_memory_is_bounded_by_inputs_not_batch_dim_length_state():
     assert sum(saved) < full_states / 3
 
 
+def test_interleaved_calls_sharing_scratch_memory_give_independent_results():
+    """Block buffers are kept from call to call: two scans run forward, forward, backward, backward (as two layers
+    do) must give exactly what each gives alone, and a later call must not change an earlier call's outputs."""
+    options = dict(delta_softplus=True, return_last_state=True, block_len=16, chunk_len=4)
+    inputs = [random_inputs(2, 6, 70, 4, seed=seed) for seed in (0, 1)]
+
+    def leaves(values):
+        return {name: value.float().requires_grad_() for name, value in values.items()}
+
+    def run_alone(values):
+        leaf = leaves(values)
+        y, last = selective_scan_torch(**leaf, **options)
+        (y.sum() + last.sum()).backward()
+        return y.detach(), last.detach(), {name: value.grad for name, value in leaf.items()}
+
+    alone = [run_alone(values) for values in inputs]
+    together = [leaves(values) for values in inputs]
+    outputs = [selective_scan_torch(**leaf, **options) for leaf in together]
+    first = [tensor.detach().clone() for tensor in outputs[0]]
+    for y, last in reversed(outputs):
+        (y.sum() + last.sum()).backward()
+    assert all(torch.equal(tensor.detach(), copy) for tensor, copy in zip(outputs[0], first))
+    for (y, last), leaf, (y_alone, last_alone, grads_alone) in zip(outputs, together, alone):
+        assert torch.equal(y.detach(), y_alone) and torch.equal(last.detach(), last_alone)
+        assert all(torch.equal(leaf[name].grad, grads_alone[name]) for name in leaf)
+
+
 def test_scan_is_parallel_over_time():
     """Far fewer tensor operations than time steps (a step-by-step loop needs several per step)."""
     counts = {}

@@ -6,6 +6,10 @@ Times forward + backward (median of ``--repeats`` after one warm-up, the two imp
 machine noise hits both), checks the scan's error against a float64 run of the loop, prints a markdown table and
 writes it with a PNG plot under ``results/``. The loop baseline is timed with and without flushing denormals to
 zero (the chunked scan always flushes them); the speed-up is quoted against the faster of the two.
+
+The loop's time depends on the memory allocator (its autograd graph takes ~80,000 page faults per forward + backward
+under glibc's defaults); ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment
+(with ``--out results/malloc_tuned``) measures both without those faults.
 """
 
 import argparse

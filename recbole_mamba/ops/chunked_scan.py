@@ -5,15 +5,16 @@ Core recurrence (after the delta bias/softplus; D and the z gate are applied by 
     h_t = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t,    y_t = <h_t, C_t>
 
 The sequence is processed in blocks (memory bounded by one block, whatever L is). Inside a block, states are kept
-time-major, ``(T, batch, dim, N)``, and scanned in two levels: every chunk of ``chunk_len`` steps is scanned from a
-zero state, all chunks at once (a loop over positions inside a chunk), then each chunk receives the state entering
-it times its running decay product. Decays are products of factors in (0, 1] for A <= 0, never ratios of
+time-major, ``(T, batch, dim, N)``, and scanned in two passes: the last state of every chunk of ``chunk_len`` steps
+is computed from a zero state, all chunks at once (a loop over the positions of a chunk); the states entering the
+chunks are chained chunk to chunk with each chunk's decay product ``exp(A * sum(delta))``; then every chunk is
+scanned again from its entering state. Decays are exponentials of non-positive numbers for A <= 0, never ratios of
 cumulative sums, so strong decays underflow to 0 instead of overflowing to inf/NaN.
 
 The forward keeps the state entering each chunk (one (batch, dim, N) state per ``chunk_len`` steps, as much memory
 as ``u`` for N = chunk_len); the backward recomputes each block's states from them in a single pass and runs the
-scan in reverse for the state gradient. Everything is done with in-place/``out=`` operations on buffers reused across
-blocks, so a call allocates its (block, batch, dim, N) buffers once.
+scan in reverse for the state gradient. Everything is done with in-place/``out=`` operations on block buffers that
+are reused across blocks and kept from call to call.
 """
 
 import contextlib
@@ -25,7 +26,7 @@ import torch
 
 DEFAULT_BLOCK_LEN = 256
 DEFAULT_CHUNK_LEN = 16
-MAX_BLOCK_ELEMENTS = 1 << 21  # per working buffer (8 MiB in float32; six in the backward): cache-sized blocks
+MAX_BLOCK_ELEMENTS = 1 << 21  # per state buffer (8 MiB in float32; four in the backward): cache-sized blocks
 
 
 def flushing_denormals(function):

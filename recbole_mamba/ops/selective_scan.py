@@ -8,8 +8,8 @@ The recurrence, per batch ``b``, channel ``d`` and state ``n``::
 The PyTorch path is a chunked, work-efficient scan that is parallel over time: the sequence is processed in blocks
 of ``block_len`` steps (memory bounded by one block, the backward recomputes it); inside a block, all chunks of
 ``chunk_len`` steps are scanned at once (a loop over the ``chunk_len`` positions of a chunk, vectorised over the
-chunks), then chunk carries are propagated and added with decays ``exp(cumsum(delta * A))`` over at most one
-chunk. Every decay factor is an exponential of a non-positive sum (for A <= 0), so nothing can overflow.
+chunks), with the states entering the chunks chained by each chunk's decay ``exp(A * sum(delta))``. Every decay
+factor is an exponential of a non-positive number (for A <= 0), so nothing can overflow.
 """
 
 import torch
