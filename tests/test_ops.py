@@ -13,6 +13,7 @@ from recbole_mamba.ops import (
     selective_scan_loop,
     selective_scan_torch,
 )
+from recbole_mamba.ops import chunked_scan
 from recbole_mamba.ops.chunked_scan import ChunkedSelectiveScan
 
 TOLERANCE = 1e-5  # max |error| / max |reference|, float32 vs float64
@@ -72,6 +73,30 @@ def test_torch_scan_matches_float64_reference(batch, dim, length, n_state, group
     assert relative_error(state, ref_state) <= TOLERANCE
     for name, reference in ref_grads.items():
         assert relative_error(grads[name], reference) <= TOLERANCE, name
+
+
+def test_large_batches_are_scanned_in_slabs_exactly_with_chunk_sized_saved_memory(monkeypatch):
+    """When a whole block of the batch exceeds the block budget, the batch is split into slabs (here 10 slabs of one
+    row) that keep long blocks: exact, and the graph saves one state per chunk, not one per step (as one-step
+    blocks of the whole batch would, twice)."""
+    monkeypatch.setattr(chunked_scan, "MAX_BLOCK_ELEMENTS", 16 * 16 * 8)
+    batch, dim, length, n_state, block_len, chunk_len = 10, 16, 40, 8, 16, 4
+    inputs = random_inputs(batch, dim, length, n_state)
+    ref_y, ref_state, ref_grads = outputs_and_grads(selective_scan_loop, inputs, torch.float64)
+    y, state, grads = outputs_and_grads(selective_scan_torch, inputs, torch.float32,
+                                        block_len=block_len, chunk_len=chunk_len)
+    assert relative_error(y, ref_y) <= TOLERANCE and relative_error(state, ref_state) <= TOLERANCE
+    assert all(relative_error(grads[name], ref) <= TOLERANCE for name, ref in ref_grads.items())
+
+    leaves = [inputs[name].float().requires_grad_() for name in ("u", "delta", "A", "B", "C")]
+    leaves[3], leaves[4] = leaves[3].unsqueeze(1), leaves[4].unsqueeze(1)  # the core takes grouped B, C
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        chunked_scan.chunked_selective_scan(*leaves, block_len, chunk_len)
+    row_state = dim * n_state
+    states_kept = batch * row_state * (-(-length // block_len) + length // chunk_len)
+    assert sum(saved) <= 2 * batch * dim * length + 2 * batch * n_state * length + batch * dim * n_state + states_kept
+    assert sum(saved) < batch * row_state * length  # less than one state per step
 
 
 def test_torch_scan_in_float64_is_exact_to_float64_precision():

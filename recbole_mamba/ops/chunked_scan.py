@@ -321,3 +321,19 @@ class ChunkedSelectiveScan(torch.autograd.Function):
             grad_delta[..., window].copy_(grad_delta_block.addcmul_(grad_drive, inputs.u[window]).permute(1, 2, 0))
             grad_u[..., window].copy_(grad_drive.mul_(inputs.delta[window]).permute(1, 2, 0))
         return grad_u, grad_delta, grad_A, grad_B.permute(1, 2, 3, 0), grad_C.permute(1, 2, 3, 0), None, None
+
+
+def chunked_selective_scan(u, delta, A, B, C, block_len=DEFAULT_BLOCK_LEN, chunk_len=DEFAULT_CHUNK_LEN):
+    """:class:`ChunkedSelectiveScan` over slabs of the batch: (y (batch, dim, L), last state (batch, dim, N)).
+
+    A slab holds as many batch rows as fit ``MAX_BLOCK_ELEMENTS`` with a whole block of steps, so that large
+    batches keep long blocks (and one saved state per chunk) instead of falling back to one-step blocks.
+    """
+    batch, dim, length = u.shape
+    steps = min(block_len, length)
+    rows = max(1, MAX_BLOCK_ELEMENTS // (steps * dim * A.shape[1]))
+    if rows >= batch:
+        return ChunkedSelectiveScan.apply(u, delta, A, B, C, block_len, chunk_len)
+    slabs = [ChunkedSelectiveScan.apply(*slab, A, *matrices, block_len, chunk_len)
+             for *slab, matrices in zip(u.split(rows), delta.split(rows), zip(B.split(rows), C.split(rows)))]
+    return torch.cat([y for y, _ in slabs]), torch.cat([last for _, last in slabs])

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_mamba.ops.backends import resolve_backend
-from recbole_mamba.ops.chunked_scan import DEFAULT_BLOCK_LEN, DEFAULT_CHUNK_LEN, ChunkedSelectiveScan
+from recbole_mamba.ops.chunked_scan import DEFAULT_BLOCK_LEN, DEFAULT_CHUNK_LEN, chunked_selective_scan
 
 
 def _as_grouped(matrix, batch, length):
@@ -93,8 +93,8 @@ def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     """Pure-PyTorch selective scan, parallel over time, memory bounded by one block (see ``chunked_scan``)."""
     delta, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
     dtype = torch.promote_types(torch.promote_types(u.dtype, delta.dtype), A.dtype)
-    y, last_state = ChunkedSelectiveScan.apply(u.to(dtype), delta.to(dtype), A.to(dtype), B.to(dtype),
-                                               C.to(dtype), block_len, chunk_len)
+    y, last_state = chunked_selective_scan(u.to(dtype), delta.to(dtype), A.to(dtype), B.to(dtype), C.to(dtype),
+                                           block_len, chunk_len)
     y = _finish(y.to(u.dtype), u, D, z)
     return (y, last_state) if return_last_state else y
 
