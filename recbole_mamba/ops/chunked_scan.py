@@ -168,11 +168,11 @@ class _ScratchMemory(threading.local):
     def buffers(self, like, shapes):
         """Tensors of the given shapes, views into memory owned by this object; valid until the next call."""
         sizes = [math.prod(shape) for shape in shapes]
-        key = (like.dtype, like.device)
-        if key not in self.flat or self.flat[key].numel() < sum(sizes):
+        total, key = sum(sizes), (like.dtype, like.device)
+        if key not in self.flat or self.flat[key].numel() < total:
             self.flat.pop(key, None)  # free before allocating the larger one
-            self.flat[key] = like.new_empty(sum(sizes))
-        chunks = self.flat[key][: sum(sizes)].split(sizes)
+            self.flat[key] = like.new_empty(total)
+        chunks = self.flat[key][:total].split(sizes)
         return [chunk.view(shape) for chunk, shape in zip(chunks, shapes)]
 
 
@@ -199,11 +199,11 @@ class _Workspace:
 
 
 def _block_states(inputs, A, window, carry, space, chunk_len, entering, recorded):
-    """Fill ``space.drive`` with delta * u, ``space.states[0]`` with ``carry`` and ``space.states[1:T+1]`` with the
-    block's states.
+    """Fill ``space.drive`` with delta * u and ``space.states[1:T+1]`` with the block's states from ``carry``.
 
     ``entering`` (n_chunks, batch, dim, N) holds the state entering each whole chunk: written when ``recorded`` is
-    False (the forward), read when True (the backward's recomputation, then a single pass).
+    False (the forward), read when True (the backward's recomputation, then a single pass, which also puts
+    ``carry`` in ``space.states[0]`` so that ``space.states[:T]`` are the states before each step).
     Returns (drive (T, batch, dim), states (T, batch, dim, N), decay (T, batch, dim, N)) views into the workspace.
     """
     length = window.stop - window.start
@@ -215,10 +215,10 @@ def _block_states(inputs, A, window, carry, space, chunk_len, entering, recorded
     torch.mul(inputs.delta[window].unsqueeze(-1), A, out=decay).exp_()
     if recorded:
         _rescan_inplace(states, decay, chunk_len, entering)
+        space.states[0].copy_(carry)
     else:
         totals = _chunk_decay_products(inputs.delta[window], A, chunk_len)
         _scan_inplace(states, decay, carry, chunk_len, reverse=False, totals=totals, entering=entering)
-    space.states[0].copy_(carry)
     return drive, states, decay
 
 
@@ -334,6 +334,7 @@ def chunked_selective_scan(u, delta, A, B, C, block_len=DEFAULT_BLOCK_LEN, chunk
     rows = max(1, MAX_BLOCK_ELEMENTS // (steps * dim * A.shape[1]))
     if rows >= batch:
         return ChunkedSelectiveScan.apply(u, delta, A, B, C, block_len, chunk_len)
-    slabs = [ChunkedSelectiveScan.apply(*slab, A, *matrices, block_len, chunk_len)
-             for *slab, matrices in zip(u.split(rows), delta.split(rows), zip(B.split(rows), C.split(rows)))]
+    pieces = zip(u.split(rows), delta.split(rows), B.split(rows), C.split(rows))
+    slabs = [ChunkedSelectiveScan.apply(u_rows, delta_rows, A, B_rows, C_rows, block_len, chunk_len)
+             for u_rows, delta_rows, B_rows, C_rows in pieces]
     return torch.cat([y for y, _ in slabs]), torch.cat([last for _, last in slabs])
