@@ -14,7 +14,7 @@ test: $(STAMP)
 venv: $(STAMP)
 
 # Reinstalled whenever the lock file or the package metadata changes. --no-deps: see README (Install notes).
-$(STAMP): requirements/lock.txt requirements/build.txt setup.cfg pyproject.toml
+$(STAMP): requirements/lock.txt requirements/build.txt setup.cfg setup.py pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --no-deps -r requirements/lock.txt -r requirements/build.txt
 	$(VENV)/bin/python -m pip install --no-deps --no-build-isolation -e .

@@ -96,6 +96,24 @@ def _view_torch_load(module_name):
     module.torch = ModuleView(torch, load=trusted_torch_load)
 
 
+def _restore_dok_matrix_update():
+    """Give scipy's ``dok_matrix`` back the ``_update`` that RecBole's graph models call; SciPy 1.13 removed it.
+
+    RecBole builds the adjacency matrix of LightGCN, NGCF, NCL, GCMC, SpectralCF, KGIN and MCCLK with
+    ``A._update({(row, col): 1, ...})``, a bulk insert of in-range keys. The replacement does it with one fancy-indexed
+    assignment (public API; ``dok_matrix.update`` only works from SciPy 1.17). Older SciPy keeps its own ``_update``.
+    """
+    from scipy.sparse import dok_matrix
+
+    def _update(self, data):
+        if data:
+            rows, cols = np.array(list(data), dtype=np.intp).T
+            self[rows, cols] = np.fromiter(data.values(), dtype=self.dtype, count=len(data))
+
+    if not hasattr(dok_matrix, "_update"):
+        dok_matrix._update = _update
+
+
 def apply():
     """Apply every fix once; later calls do nothing."""
     global _applied
@@ -108,6 +126,8 @@ def apply():
     # torch >= 2.6 defaults to weights_only=True: best-model reload and load_data_and_model fail on RecBole's checkpoint.
     _view_torch_load("recbole.trainer.trainer")
     _view_torch_load("recbole.quick_start.quick_start")
+    # scipy >= 1.13 removed dok_matrix._update: LightGCN, NGCF & co. failed with AttributeError building their graph.
+    _restore_dok_matrix_update()
     # pandas 3 copy-on-write makes RecBole's df[f].fillna(..., inplace=True) a silent no-op.
     import pandas as pd
     from recbole.data.dataset import dataset as dataset_module

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import recbole_mamba  # noqa: F401  (applies the compatibility fixes, as every entry point does)
+from recbole_mamba import compat
+
+compat.apply()  # as every entry point does: tests also drive stock RecBole directly
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

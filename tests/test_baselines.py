@@ -6,15 +6,11 @@ from recbole.data.interaction import Interaction
 from recbole.model.sequential_recommender import GRU4Rec, SASRec
 
 from recbole_mamba.data import fields
+from recbole_mamba.data.item_count import ItemCount
 from recbole_mamba.model import GRU4RecAllPositions, SASRecSDPA
 from recbole_mamba.quick_start import Config
 
 N_ITEMS, LENGTH = 30, 12
-
-
-class ItemCount:
-    def num(self, field):
-        return N_ITEMS
 
 
 def build(model_class, **options):
@@ -23,7 +19,7 @@ def build(model_class, **options):
                                  "inner_size": 32, "n_layers": 2, "n_heads": 2, **options})
     config["device"] = torch.device("cpu")
     torch.manual_seed(0)
-    return model_class(config, ItemCount())
+    return model_class(config, ItemCount(N_ITEMS))
 
 
 def right_padded_batch():

@@ -19,7 +19,8 @@ from recbole_mamba.data.kuairand import (
     main,
     repeat_stats,
 )
-from recbole_mamba.data.synthetic_kuairand import SyntheticConfig, generate, is_synthetic, synthetic_description
+from recbole_mamba.data.synthetic_kuairand import SyntheticConfig, generate
+from recbole_mamba.data.synthetic_marker import is_synthetic, synthetic_description
 
 TINY = SyntheticConfig(users=6, items=120, clusters=6, short_length=(30, 60), lifelong_length=(80, 120),
                        long_length=(150, 200), interests=(2, 3), favourites=(5, 10))

@@ -10,6 +10,7 @@ import pytest
 import recbole
 import recbole.data
 import torch
+import yaml
 from recbole.config import Config
 from recbole.data.dataset import Dataset, SequentialDataset
 from recbole.model.sequential_recommender import SASRec
@@ -17,12 +18,16 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
 import recbole_mamba.data as lifelong
-from recbole_mamba.bench.memory import write_synthetic_inter
 from recbole_mamba.data import fields
 from recbole_mamba.data.lifelong_dataset import LifelongSequentialDataset
+from recbole_mamba.data.synthetic_lifelong import write_synthetic_inter
+from recbole_mamba.locations import properties_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ML100K = Path(recbole.__file__).parent / "dataset_example" / "ml-100k" / "ml-100k.inter"
+# RecBole's own Config (used here, as by stock RecBole) does not read the project's yaml: the lifelong keys come from it.
+OVERALL_YAML = yaml.safe_load((properties_dir() / "overall.yaml").read_text())
+LIFELONG_DEFAULTS = {key: OVERALL_YAML[key] for key in lifelong.LIFELONG_ARGUMENTS}
 SASREC_TINY = {
     "hidden_size": 8, "inner_size": 16, "n_layers": 1, "n_heads": 1, "epochs": 1,
     "train_batch_size": 512, "eval_batch_size": 4096, "metric_decimal_place": 12,
@@ -72,7 +77,7 @@ def make_config(data_path, dataset, model="SASRec", **overrides):
         "data_path": str(data_path), "checkpoint_dir": str(Path(data_path).parent / "saved"),
         "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
         "MAX_ITEM_LIST_LENGTH": 20, "train_neg_sample_args": None, "use_gpu": False,
-        "show_progress": False, "state": "ERROR", "reproducibility": True, "seed": 2020,
+        "show_progress": False, "state": "ERROR", "reproducibility": True, "seed": 2020, **LIFELONG_DEFAULTS,
     }
     config_dict.update(SASREC_TINY)
     config_dict.update(overrides)

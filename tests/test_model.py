@@ -12,11 +12,24 @@ import yaml
 from recbole.data.interaction import Interaction
 
 from recbole_mamba.data import fields
+from recbole_mamba.data.item_count import ItemCount
+from recbole_mamba.locations import properties_dir
 from recbole_mamba.model import MambaMixer, RecMamba, all_position_training, mamba_mixer, recmamba
-from recbole_mamba.ops import selective_scan_loop
+from recbole_mamba.ops import Kernels, selective_scan_ref
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MODEL_YAML = REPO_ROOT / "properties" / "model" / "RecMamba.yaml"
+MODEL_YAML = properties_dir() / "model" / "RecMamba.yaml"
+
+
+def _yaml_defaults():
+    """What the plugin's Config gives a model before any override: overall.yaml, then the model's yaml."""
+    defaults = {}
+    for path in (properties_dir() / "overall.yaml", MODEL_YAML):
+        with open(path) as file:
+            defaults.update(yaml.safe_load(file))
+    return defaults
+
+
+YAML_DEFAULTS = _yaml_defaults()
 N_ITEMS = 30
 MAX_LEN = 16
 STYLES = ("paper", "mamba4rec")
@@ -32,24 +45,16 @@ class TinyConfig(dict):
         return self.get(key)
 
 
-class TinyDataset:
-    def __init__(self, n_items=N_ITEMS):
-        self.n_items = n_items
-
-    def num(self, field):
-        assert field == "item_id"
-        return self.n_items
-
-
 def make_model(n_items=N_ITEMS, max_len=MAX_LEN, **options):
-    config = TinyConfig(
+    config = TinyConfig(YAML_DEFAULTS)
+    config.update(
         USER_ID_FIELD="user_id", ITEM_ID_FIELD="item_id", LIST_SUFFIX="_list", ITEM_LIST_LENGTH_FIELD="item_length",
         NEG_PREFIX="neg_", MAX_ITEM_LIST_LENGTH=max_len, device="cpu",
         hidden_size=16, d_state=4, num_layers=1, mamba_backend="torch",
     )
     config.update(options)
     torch.manual_seed(0)
-    return RecMamba(config, TinyDataset(n_items))
+    return RecMamba(config, ItemCount(n_items))
 
 
 def make_batch(batch=4, length=MAX_LEN, n_items=N_ITEMS, seed=1, seq2seq=False):
@@ -72,17 +77,29 @@ def make_batch(batch=4, length=MAX_LEN, n_items=N_ITEMS, seed=1, seq2seq=False):
     return Interaction(data)
 
 
-def test_yaml_defaults_match_model_defaults():
-    with open(MODEL_YAML) as file:
-        assert yaml.safe_load(file) == recmamba.DEFAULTS
-
-
 def test_project_config_loads_model_yaml():
     from recbole_mamba.quick_start import Config
 
     config = Config(model="RecMamba", dataset="ml-100k")
-    for key, value in recmamba.DEFAULTS.items():
-        assert config[key] == value, key
+    with open(MODEL_YAML) as file:
+        for key, value in yaml.safe_load(file).items():
+            assert config[key] == value, key
+
+
+def test_each_default_is_written_in_one_project_yaml():
+    """overall.yaml and the model yaml files never set the same key (dataset yaml files override on purpose)."""
+    seen = {}
+    for path in [properties_dir() / "overall.yaml", *sorted((properties_dir() / "model").glob("*.yaml"))]:
+        with open(path) as file:
+            for key in yaml.safe_load(file):
+                assert key not in seen, f"{key} set in {seen.get(key)} and {path.name}"
+                seen[key] = path.name
+
+
+def test_model_reads_its_options_from_the_config_only():
+    """No fallback default in the code: an option the config lacks is an error, not a silent default."""
+    with pytest.raises(TypeError):
+        make_model(d_state=None)
 
 
 @pytest.mark.parametrize("loss_type", LOSSES)
@@ -269,7 +286,7 @@ def test_mixer_matches_a_plain_float64_mamba():
     x = F.silu(mixer.conv1d(x)[..., :11])
     dt, B, C = mixer.x_proj(x.transpose(1, 2)).split([1, 4, 4], dim=-1)
     delta = F.softplus(mixer.dt_proj(dt)).transpose(1, 2)
-    y = selective_scan_loop(x, delta, -mixer.A_log.exp(), B.transpose(1, 2), C.transpose(1, 2), mixer.D, z)
+    y = selective_scan_ref(x, delta, -mixer.A_log.exp(), B.transpose(1, 2), C.transpose(1, 2), mixer.D, z)
     expected = mixer.out_proj(y.transpose(1, 2))
     torch.testing.assert_close(mixer(hidden), expected)
 
@@ -294,24 +311,60 @@ def test_backend_is_logged_once(monkeypatch, caplog):
     assert len(messages) == 1 and expected in messages[0]
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no GPU")
-def test_cuda_backend_without_gpu_is_a_one_line_error():
+def test_kernels_are_resolved_once_per_backend_and_device(monkeypatch):
+    calls = []
+
+    def resolve(backend, device):
+        calls.append((backend, device))
+        return Kernels()
+
+    monkeypatch.setattr(mamba_mixer, "resolve_kernels", resolve)
+    mixer = MambaMixer(d_model=8, d_state=4, backend="auto")
+    for backend in ("auto", "auto", "torch", "auto"):
+        mixer.backend = backend
+        mixer(torch.randn(1, 5, 8))
+    assert calls == [("auto", torch.device("cpu")), ("torch", torch.device("cpu"))]
+
+
+def test_cuda_backend_without_gpu_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError) as error:
         make_model(mamba_backend="cuda")
     message = str(error.value)
     assert "mamba_backend" in message and "\n" not in message
-    # a mixer built with backend=cuda and run on CPU tensors fails the same way
+    # a mixer built with backend=cuda fails the same way, with the same words
+    with pytest.raises(RuntimeError) as mixer_error:
+        MambaMixer(d_model=8, d_state=4, backend="cuda")
+    assert str(mixer_error.value) == message
+
+
+def test_cuda_backend_on_cpu_inputs_names_the_fix(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU exists, but the model is not on it
     mixer = MambaMixer(d_model=8, d_state=4, backend="cuda")
-    with pytest.raises(RuntimeError, match="mamba_backend") as error:
+    with pytest.raises(RuntimeError, match="move the model to the GPU") as error:
         mixer(torch.randn(1, 5, 8))
     assert "\n" not in str(error.value)
+
+
+def test_mixer_torch_path_under_autocast_is_close_to_float32():
+    """Under CPU autocast the projections and conv run in bfloat16; the scan still computes in float32."""
+    torch.manual_seed(0)
+    mixer = MambaMixer(d_model=16, d_state=4, backend="torch")
+    hidden = torch.randn(2, 40, 16)
+    reference = mixer(hidden)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = mixer(hidden)
+    assert out.dtype == torch.bfloat16
+    assert ((out.float() - reference).abs().max() / reference.abs().max()).item() < 2e-2
+    out.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in mixer.parameters())
 
 
 @pytest.mark.skipif(not HAS_GPU_KERNELS, reason="needs a CUDA GPU with mamba-ssm and causal-conv1d")
 def test_fused_cuda_path_matches_torch_path():
     torch.manual_seed(0)
     mixer = MambaMixer(d_model=64, d_state=32, d_conv=4, expand=2, backend="cuda").cuda()
-    assert mixer.kernels(mixer.A_log)[2] is not None, "mamba_inner_fn did not import"
+    assert mixer.kernels(mixer.A_log.device).inner is not None, "mamba_inner_fn did not import"
     hidden = torch.randn(4, 300, 64, device="cuda")
     upstream = torch.randn(4, 300, 64, device="cuda")
     results = {}

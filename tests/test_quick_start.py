@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, TINY_ML100K_ARGS
 
+from recbole_mamba.errors import InputError
 from recbole_mamba.quick_start import Config, get_model, objective_function, run
 
 
@@ -34,6 +35,7 @@ def test_get_model_prefers_plugin_models(monkeypatch):
     fake = types.ModuleType("recbole_mamba.model")
     plugin_sasrec = type("SASRec", (SASRec,), {"__module__": "recbole_mamba.model.fake"})
     fake.SASRec = plugin_sasrec
+    fake.__all__ = ["SASRec"]
     monkeypatch.setitem(sys.modules, "recbole_mamba.model", fake)
     assert get_model("SASRec") is plugin_sasrec
 
@@ -45,11 +47,11 @@ def test_get_model_resolves_recmamba():
 
 
 def test_unknown_model_is_a_one_line_error():
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(InputError) as error:
         get_model("SASrec")
     message = str(error.value)
     assert "\n" not in message
-    assert "unknown model 'SASrec'" in message and "--model" in message and "SASRec" in message  # close match
+    assert message.startswith("model: unknown model 'SASrec'") and "did you mean SASRec" in message
 
 
 # ---------------------------------------------------------------- configuration
@@ -78,7 +80,7 @@ def test_config_paths_and_negative_sampling_defaults():
 
 # ---------------------------------------------------------------- one-line errors
 def test_missing_dataset_is_a_one_line_error_before_anything_is_written(tmp_path):
-    with pytest.raises(FileNotFoundError) as error:
+    with pytest.raises(InputError) as error:
         run("SASRec", "no-such-data", config_dict={"data_path": str(tmp_path / "data"),
                                                    "checkpoint_dir": str(tmp_path / "saved")})
     message = str(error.value)
@@ -91,10 +93,11 @@ def test_missing_dataset_is_a_one_line_error_before_anything_is_written(tmp_path
 def test_run_script_prints_one_line_errors(capsys):
     main = load_run_script().main
     for argv, expected in [
-        (["--model=Foo", "--dataset=ml-100k"], "error: unknown model 'Foo'"),
-        (["--model=SASRec", "--dataset=nope"], "error: dataset 'nope' not found"),
-        (["--model=SASRec", "--epochs", "3"], "error: unrecognized argument '--epochs'"),
-        (["--model=SASRec", "--config_files=missing.yaml"], "error: config file 'missing.yaml' not found"),
+        (["--model=Foo", "--dataset=ml-100k"], "error: model: unknown model 'Foo'"),
+        (["--model=SASRec", "--dataset=nope"], f"error: {REPO_ROOT / 'dataset' / 'nope' / 'nope.inter'}: dataset 'nope' "
+                                               "not found"),
+        (["--model=SASRec", "--epochs", "3"], "error: --epochs: not an option"),
+        (["--model=SASRec", "--config_files=missing.yaml"], "error: missing.yaml: config file not found"),
     ]:
         assert main(argv) == 2
         err = capsys.readouterr().err
@@ -104,7 +107,7 @@ def test_run_script_prints_one_line_errors(capsys):
 def test_run_script_cli_exit_status(run_cli):
     result = run_cli("--model=Foo")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: unknown model 'Foo'") and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: model: unknown model 'Foo'") and "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------- end to end
@@ -149,7 +152,7 @@ def test_objective_function_returns_recbole_result(checkpoint_dir):
 
 
 def test_synthetic_dataset_is_labelled_in_log_and_summary(tmp_path, run_cli):
-    from recbole_mamba.data.synthetic_kuairand import MARKER_NAME
+    from recbole_mamba.data.synthetic_marker import MARKER_NAME
 
     folder = tmp_path / "data" / "synth"
     folder.mkdir(parents=True)

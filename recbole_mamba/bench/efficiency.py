@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from recbole_mamba.bench.rss import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 BASELINE = "SASRec"
 MODEL_OPTIONS = {  # hidden size 64 everywhere; attention models 2 layers x 2 heads, inner 256 (RecBole defaults)
@@ -35,33 +37,13 @@ PROFILES = {
 }
 
 
-class _ItemCount:
-    """The one thing RecBole's sequential models read from a dataset at construction: the number of items."""
-
-    def __init__(self, n_items):
-        self.n_items = n_items
-
-    def num(self, field):
-        return self.n_items
-
-
-def _reset_peak_rss():
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def _rss_kib(key):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{key} missing from /proc/self/status")
-
-
 def run_worker(spec):
     """Measure one configuration in this process; returns a dict (time_s, memory_gib) or an error."""
     import torch
     from recbole.data.interaction import Interaction
     from recbole.data.transform import construct_transform
 
+    from recbole_mamba.data.item_count import ItemCount
     from recbole_mamba.quick_start import Config, get_model
 
     device = torch.device(spec["device"])
@@ -70,7 +52,7 @@ def run_worker(spec):
                **MODEL_OPTIONS[spec["model"]], **spec.get("options", {})}
     config = Config(model=spec["model"], dataset="synthetic-benchmark", config_dict=options)
     config["device"] = device
-    item_count = _ItemCount(spec["items"])
+    item_count = ItemCount(spec["items"])
     transform = construct_transform(config)  # e.g. BERT4Rec's masking: part of the data pipeline, done once here
     torch.manual_seed(0)
     model = get_model(spec["model"])(config, item_count).to(device)
@@ -96,8 +78,8 @@ def run_worker(spec):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_kib("VmRSS") * 1024
-        _reset_peak_rss()
+        base = current_rss_bytes()
+        reset_peak_rss()
     for _ in range(spec["warmup"]):
         step()
     times = []
@@ -105,7 +87,7 @@ def run_worker(spec):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss_kib("VmHWM") * 1024
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else peak_rss_bytes()
     return {"time_s": statistics.median(times), "memory_gib": (peak - base) / 2**30}
 
 

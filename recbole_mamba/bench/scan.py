@@ -13,6 +13,7 @@ under glibc's defaults); ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHO
 """
 
 import argparse
+import functools
 import platform
 import statistics
 import time
@@ -20,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from recbole_mamba.ops import selective_scan_loop, selective_scan_torch
+from recbole_mamba.ops import selective_scan_fn, selective_scan_ref
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
+CHUNKED = functools.partial(selective_scan_fn, backend="torch")
 
 
 def make_inputs(batch, dim, length, n_state, seed=0):
@@ -59,16 +61,16 @@ def max_relative_error(inputs):
         return [y.detach(), *grads]
 
     errors = [(got.double() - ref).abs().max() / ref.abs().max()
-              for got, ref in zip(outputs(selective_scan_torch, torch.float32), outputs(selective_scan_loop, torch.float64))]
+              for got, ref in zip(outputs(CHUNKED, torch.float32), outputs(selective_scan_ref, torch.float64))]
     return max(errors).item()
 
 
 def measure(length, args):
     inputs = make_inputs(args.batch, args.dim, length, args.state)
     candidates = {
-        "loop": lambda: forward_backward(selective_scan_loop, inputs),
-        "loop_ftz": lambda: forward_backward(selective_scan_loop, inputs, flush_denormal=True),
-        "chunked": lambda: forward_backward(selective_scan_torch, inputs),
+        "loop": lambda: forward_backward(selective_scan_ref, inputs),
+        "loop_ftz": lambda: forward_backward(selective_scan_ref, inputs, flush_denormal=True),
+        "chunked": lambda: forward_backward(CHUNKED, inputs),
     }
     for run in candidates.values():  # warm-up
         run()

@@ -1,23 +1,18 @@
 """Datasets and dataloaders for recbole-mamba: RecBole's, or lifelong ones for sequential models.
 
 :func:`create_dataset` and :func:`data_preparation` have RecBole's signatures. For a sequential model
-(``MODEL_TYPE`` SEQUENTIAL) with ``lifelong_sequences`` true (the default; see ``properties/overall.yaml``) they
-build a :class:`~recbole_mamba.data.lifelong_dataset.LifelongSequentialDataset`, which stores each user's history once
+(``MODEL_TYPE`` SEQUENTIAL) with ``lifelong_sequences`` true they build a
+:class:`~recbole_mamba.data.lifelong_dataset.LifelongSequentialDataset`, which stores each user's history once
 instead of RecBole's ``N_interactions x MAX_ITEM_LIST_LENGTH`` array per field, and RecBole's dataloaders over it.
 Everything else (other model types, models with their own RecBole dataset class, benchmark files,
 ``lifelong_sequences: False``) is delegated to :mod:`recbole.data` unchanged.
 
-Config keys (defaults in ``properties/overall.yaml``; a config without them gets the same defaults):
+Config keys (:data:`LIFELONG_ARGUMENTS`; documented, with their defaults, in ``properties/overall.yaml``):
+``lifelong_sequences``, ``train_mode`` (``prefix`` or ``seq2seq``, whose batches add ``fields.TARGET_ITEM_LIST``, and
+``fields.NEG_ITEM_LIST`` for BPR) and ``seq2seq_stride``.
 
-``lifelong_sequences`` (bool, True)
-    Use the lifelong dataset for sequential models.
-``train_mode`` (str, ``prefix``)
-    ``prefix``: RecBole's training examples (one target each), identical batches and metrics.
-    ``seq2seq``: one window of up to ``MAX_ITEM_LIST_LENGTH`` items per ``seq2seq_stride`` slice of each user's
-    training history, loss on every position (``fields.TARGET_ITEM_LIST``; ``fields.NEG_ITEM_LIST`` for BPR).
-``seq2seq_stride`` (int or ~, ~ = ``MAX_ITEM_LIST_LENGTH``)
-    Distance between the ends of consecutive windows; smaller than the length makes windows overlap (each target
-    still gets loss once).
+An entry point: importing it (or any of its modules) applies the RecBole compatibility fixes
+(:mod:`recbole_mamba.compat`).
 """
 
 import importlib
@@ -25,19 +20,23 @@ import os
 import pickle
 from logging import getLogger
 
-import recbole.data
-from recbole.data.dataloader import FullSortEvalDataLoader
-from recbole.utils import ModelType, set_color
-from recbole.utils.argument_list import dataset_arguments
+from recbole_mamba import compat
 
-from recbole_mamba.data import fields
-from recbole_mamba.data.lifelong_dataloader import (
+compat.apply()
+
+import recbole.data  # noqa: E402  (after the fixes)
+from recbole.data.dataloader import FullSortEvalDataLoader  # noqa: E402
+from recbole.utils import ModelType, set_color  # noqa: E402
+from recbole.utils.argument_list import dataset_arguments  # noqa: E402
+
+from recbole_mamba.data import fields  # noqa: E402
+from recbole_mamba.data.lifelong_dataloader import (  # noqa: E402
     LifelongNegSampleEvalDataLoader,
     LifelongRepeatableSampler,
     LifelongTrainDataLoader,
     create_samplers,
 )
-from recbole_mamba.data.lifelong_dataset import LifelongSequentialDataset
+from recbole_mamba.data.lifelong_dataset import LifelongSequentialDataset  # noqa: E402
 
 __all__ = [
     "create_dataset",
@@ -55,7 +54,7 @@ LIFELONG_ARGUMENTS = ["lifelong_sequences", "train_mode", "seq2seq_stride"]
 
 def uses_lifelong_dataset(config):
     """Whether :func:`create_dataset` builds a :class:`LifelongSequentialDataset` for ``config`` (and why not)."""
-    if config["lifelong_sequences"] is False:
+    if not config["lifelong_sequences"]:
         return False, "lifelong_sequences is False"
     if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
         return False, f"MODEL_TYPE is {config['MODEL_TYPE'].name}, not SEQUENTIAL"
@@ -79,28 +78,33 @@ def create_dataset(config):
         logger.info(f"recbole_mamba.data: dataset class {type(dataset).__name__} (RecBole's: {reason})")
         return dataset
 
-    stride = config["seq2seq_stride"] or config["MAX_ITEM_LIST_LENGTH"]
-    mode = config["train_mode"] or "prefix"
+    dataset = _saved_dataset(config)
+    if dataset is None:
+        dataset = LifelongSequentialDataset(config)
+        if config["save_dataset"]:
+            dataset.save()
     logger.info(
-        f"recbole_mamba.data: dataset class LifelongSequentialDataset, train_mode={mode}"
-        + (f" (seq2seq_stride={stride})" if mode == "seq2seq" else "")
-        + f", MAX_ITEM_LIST_LENGTH={config['MAX_ITEM_LIST_LENGTH']}"
+        f"recbole_mamba.data: dataset class LifelongSequentialDataset, train_mode={dataset.train_mode}"
+        + (f" (seq2seq_stride={dataset.seq2seq_stride})" if dataset.train_mode == "seq2seq" else "")
+        + f", MAX_ITEM_LIST_LENGTH={dataset.max_item_list_len}"
     )
+    return dataset
+
+
+def _saved_dataset(config):
+    """The :class:`LifelongSequentialDataset` saved for ``config`` (same dataset and lifelong arguments), or None."""
     file = config["dataset_save_path"] or os.path.join(
         config["checkpoint_dir"], f'{config["dataset"]}-{LifelongSequentialDataset.__name__}.pth'
     )
-    if os.path.exists(file):
-        with open(file, "rb") as f:
-            dataset = pickle.load(f)
-        if isinstance(dataset, LifelongSequentialDataset) and all(
-            config[arg] == dataset.config[arg]
-            for arg in dataset_arguments + ["seed", "repeatable"] + LIFELONG_ARGUMENTS
-        ):
-            logger.info(set_color("Load filtered dataset from", "pink") + f": [{file}]")
-            return dataset
-    dataset = LifelongSequentialDataset(config)
-    if config["save_dataset"]:
-        dataset.save()
+    if not os.path.exists(file):
+        return None
+    with open(file, "rb") as f:
+        dataset = pickle.load(f)
+    if not isinstance(dataset, LifelongSequentialDataset) or any(
+        config[arg] != dataset.config[arg] for arg in dataset_arguments + ["seed", "repeatable"] + LIFELONG_ARGUMENTS
+    ):
+        return None
+    getLogger().info(set_color("Load filtered dataset from", "pink") + f": [{file}]")
     return dataset
 
 

@@ -34,21 +34,22 @@ header's last one are parsed, for speed: surplus fields at the end of a row go u
 a temporary file in the destination folder and moved into place with ``os.replace``, so an existing dataset is
 either left untouched or replaced whole.
 
-Synthetic data: a folder holding a ``SYNTHETIC`` marker file (see :mod:`recbole_mamba.data.synthetic_kuairand`) is
+Synthetic data: a folder holding a ``SYNTHETIC`` marker file (see :mod:`recbole_mamba.data.synthetic_marker`) is
 made of generated logs; the converter copies the marker from ``--raw-dir`` to the output folder, and deletes a
 stale marker there when it writes data converted from logs without one (real KuaiRand).
 """
 
 import argparse
 import csv
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from recbole_mamba.atomic_file import write_atomic
+from recbole_mamba.data.synthetic_marker import is_synthetic, remove_marker, synthetic_description, write_marker
 
 KUAIRAND_COLUMNS = (
     "user_id", "video_id", "date", "hourmin", "time_ms", "is_click", "is_like", "is_follow", "is_comment",
@@ -70,7 +71,6 @@ FEEDBACK_COLUMNS = {
 KEEPABLE_COLUMNS = tuple(c for c in KUAIRAND_COLUMNS if c not in ("user_id", "video_id", "time_ms"))
 VERSIONS = ("1k", "27k", "pure")
 LOG_CHOICES = ("standard", "random", "all")
-MARKER_NAME = "SYNTHETIC"  # marker file: its presence says the folder holds generated (not real) data
 REPEAT_WINDOWS = (50, 2048)  # history windows reported by the "next item seen before" statistics
 DEFAULT_CHUNKSIZE = 1_000_000
 
@@ -409,25 +409,6 @@ def _format_seconds(time_ms):
     return [f"{s}{_MILLIS_SUFFIX[m]}" for s, m in zip(seconds.tolist(), millis.tolist())]
 
 
-def _write_atomic_text(path, write, mode=0o644):
-    """Write ``path`` through ``write(handle)`` into a temp file in the same folder, then ``os.replace`` it."""
-    path = Path(path)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, mode & ~umask)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-
-
 def write_inter(path, user, item, time_ms, fields=None, block=200_000):
     """Write a RecBole ``.inter`` file atomically: ``user_id:token item_id:token timestamp:float [field:float ...]``."""
     fields = fields or {}
@@ -444,21 +425,7 @@ def write_inter(path, user, item, time_ms, fields=None, block=200_000):
             else:
                 handle.write("".join(f"{u}\t{i}\t{t}\n" for u, i, t in zip(*columns)))
 
-    _write_atomic_text(path, write)
-
-
-def read_marker(folder):
-    """The one-line description in ``folder``'s ``SYNTHETIC`` marker, or ``None`` when there is none."""
-    marker = Path(folder) / MARKER_NAME
-    if not marker.is_file():
-        return None
-    return marker.read_text(encoding="utf-8").strip() or "synthetic"
-
-
-def write_marker(folder, description):
-    """Mark ``folder`` as holding synthetic data (atomically)."""
-    text = " ".join(str(description).split()) + "\n"
-    _write_atomic_text(Path(folder) / MARKER_NAME, lambda handle: handle.write(text))
+    write_atomic(path, write)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -501,10 +468,10 @@ def convert(raw_dir, out_dir, name="kuairand", version="1k", logs="standard", fe
              "feedback": str(feedback), "rows_after_feedback": rows_after_feedback}
     stats.update(sequence_stats(user, item, time_ms / 1000.0))
 
-    marker = read_marker(raw_dir)
+    marker = synthetic_description(raw_dir)
     folder = Path(out_dir) / name
     created = not folder.exists()
-    had_marker = (folder / MARKER_NAME).exists()
+    had_marker = is_synthetic(folder)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         if marker is not None:
@@ -512,12 +479,12 @@ def convert(raw_dir, out_dir, name="kuairand", version="1k", logs="standard", fe
         write_inter(folder / f"{name}.inter", user, item, time_ms, fields)
     except BaseException:
         if marker is not None and not had_marker:
-            (folder / MARKER_NAME).unlink(missing_ok=True)
+            remove_marker(folder)
         if created and not any(folder.iterdir()):
             folder.rmdir()
         raise
     if marker is None and had_marker:
-        (folder / MARKER_NAME).unlink(missing_ok=True)  # real data replaced synthetic data: the marker is stale
+        remove_marker(folder)  # real data replaced synthetic data: the marker is stale
     stats["output"] = str(folder / f"{name}.inter")
     stats["synthetic"] = marker is not None
     return stats

@@ -1,8 +1,25 @@
-"""recbole-mamba's models: every recommender class exported here is found by name (``--model=RecMamba``)."""
+"""recbole-mamba's models: every recommender class exported here is found by name (``--model=RecMamba``).
 
-from recbole_mamba.model.gru4rec_all_positions import GRU4RecAllPositions
-from recbole_mamba.model.mamba_mixer import MambaMixer
-from recbole_mamba.model.recmamba import RecMamba
-from recbole_mamba.model.sasrec_sdpa import SASRecSDPA
+The classes are imported on first access, after the RecBole compatibility fixes are applied, so that
+``recbole_mamba.model.mamba_mixer`` can be imported without RecBole.
+"""
 
-__all__ = ["GRU4RecAllPositions", "MambaMixer", "RecMamba", "SASRecSDPA"]
+import importlib
+
+_MODULES = {
+    "GRU4RecAllPositions": "gru4rec_all_positions",
+    "MambaMixer": "mamba_mixer",
+    "RecMamba": "recmamba",
+    "SASRecSDPA": "sasrec_sdpa",
+}
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name):
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name != "MambaMixer":
+        from recbole_mamba import compat
+
+        compat.apply()
+    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)

@@ -6,15 +6,14 @@ seq2seq batches (``fields.TARGET_ITEM_LIST`` present: loss at every position who
 them; BPR takes ``fields.NEG_ITEM_LIST``). The CE over all items is built in slices of at most ``ce_slice_logits``
 logits, forward and backward, so memory stays bounded for long sequences and large catalogues.
 
-The model provides ``forward_all(item_seq) -> (batch, L, H)``, ``forward(item_seq, item_seq_len) -> (batch, H)``,
-``item_embedding`` (scores are dot products with it), ``loss_type`` ("CE" or "BPR") and, for BPR, ``loss_fct``.
+The model provides ``forward_all(item_seq) -> (batch, L, H)``, ``item_embedding`` (scores are dot products with
+it), ``loss_type`` ("CE" or "BPR") and, for BPR, ``loss_fct``; the mixin derives ``forward`` from ``forward_all``.
+Config key: ``ce_slice_logits`` (default in ``properties/overall.yaml``).
 """
 
 import torch
 
 from recbole_mamba.data import fields
-
-DEFAULT_CE_SLICE_LOGITS = 1 << 24
 
 
 class _SlicedSoftmaxCrossEntropy(torch.autograd.Function):
@@ -60,7 +59,7 @@ class _SlicedSoftmaxCrossEntropy(torch.autograd.Function):
         return grad_h.to(hidden.dtype), grad_w.to(weight.dtype), None, None
 
 
-def sliced_cross_entropy(hidden, weight, targets, max_logits=DEFAULT_CE_SLICE_LOGITS):
+def sliced_cross_entropy(hidden, weight, targets, max_logits):
     """Per-row CE of the scores ``hidden @ weight.T`` (rows x items) against ``targets``, sliced by rows.
 
     hidden (rows, H), weight (items, H), targets (rows,) -> (rows,) losses; at most ``max_logits`` logits exist at
@@ -71,9 +70,16 @@ def sliced_cross_entropy(hidden, weight, targets, max_logits=DEFAULT_CE_SLICE_LO
 
 
 class AllPositionTraining:
-    """Loss, ``predict`` and ``full_sort_predict`` for a model with ``forward_all``; see the module docstring."""
+    """``forward``, loss, ``predict`` and ``full_sort_predict`` for a model with ``forward_all``; see the module
+    docstring."""
 
-    ce_slice_logits = DEFAULT_CE_SLICE_LOGITS
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.ce_slice_logits = config["ce_slice_logits"]
+
+    def forward(self, item_seq, item_seq_len):
+        """The hidden state after the last real item: (batch, H) at position ``item_seq_len - 1``."""
+        return self.gather_indexes(self.forward_all(item_seq), item_seq_len - 1)
 
     def _loss(self, hidden, pos_items, neg_items=None):
         """Mean loss of hidden (rows, H) against pos_items (rows,) (and neg_items for BPR)."""

@@ -12,6 +12,3 @@ class GRU4RecAllPositions(AllPositionTraining, GRU4Rec):
         """Hidden states at every position: (batch, L, embedding_size)."""
         gru_output, _ = self.gru_layers(self.emb_dropout(self.item_embedding(item_seq)))
         return self.dense(gru_output)
-
-    def forward(self, item_seq, item_seq_len):
-        return self.gather_indexes(self.forward_all(item_seq), item_seq_len - 1)

@@ -1,18 +1,19 @@
 """The Mamba (selective state-space) block, with parameters named and shaped like mamba-ssm's ``Mamba``.
 
 A state dict of ``mamba_ssm.modules.mamba_simple.Mamba`` (with ``bias=False, conv_bias=True``) loads 1:1 into
-:class:`MambaMixer` and vice versa. The computation runs on the kernels of :mod:`recbole_mamba.ops`:
+:class:`MambaMixer` and vice versa. The computation runs on the kernels that
+:func:`recbole_mamba.ops.resolve_kernels` gives for the backend and the input's device (resolved once per device):
 
 - ``mamba_backend="torch"``: PyTorch causal depthwise conv + the exact chunked PyTorch selective scan;
 - ``"cuda"``: mamba-ssm's fused ``mamba_inner_fn`` (conv + scan + projections in one autograd function) when
   causal-conv1d is installed too, else mamba-ssm's ``selective_scan_fn`` with a PyTorch conv (as mamba-ssm's own
   ``Mamba`` does); an error naming the fix when there is no GPU or no mamba-ssm;
-- ``"auto"``: cuda when the module sits on a GPU and mamba-ssm imports, torch otherwise.
+- ``"auto"``: each CUDA kernel that imports when the module sits on a GPU, PyTorch otherwise.
 
 Which path actually ran is logged once per process (per distinct path).
 """
 
-import contextlib
+import functools
 import logging
 import math
 
@@ -20,12 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_mamba.ops import BACKENDS, causal_conv1d_fn, resolve_backend, selective_scan_fn
+from recbole_mamba.ops import causal_conv1d_torch, check_backend, resolve_kernels, selective_scan_fn
 
 _logger = logging.getLogger(__name__)
 _logged_paths = set()
-
-SCAN_MODULE = "mamba_ssm.ops.selective_scan_interface"
+_torch_scan = functools.partial(selective_scan_fn, backend="torch")
 
 
 def log_backend_once(message):
@@ -35,24 +35,9 @@ def log_backend_once(message):
         _logger.info(message)
 
 
-def no_autocast(tensor):
-    """A context that disables autocast for ``tensor``'s device type (a no-op where autocast is off)."""
-    device_type = tensor.device.type
-    if torch.is_autocast_enabled(device_type):
-        return torch.autocast(device_type=device_type, enabled=False)
-    return contextlib.nullcontext()
-
-
-def check_backend(backend):
-    """Validate a ``mamba_backend`` value early, with one-line errors naming the option."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown mamba_backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "mamba_backend='cuda' needs a CUDA GPU (none is available here); set mamba_backend=auto or "
-            "mamba_backend=torch"
-        )
-    return backend
+def _at_least_float32(parameter):
+    """A weight as mamba-ssm's kernels take it: float32 (float64 stays float64, for exact references)."""
+    return parameter.to(torch.promote_types(parameter.dtype, torch.float32))
 
 
 class MambaMixer(nn.Module):
@@ -74,14 +59,13 @@ class MambaMixer(nn.Module):
     def __init__(self, d_model, d_state=16, d_conv=4, expand=2, dt_rank="auto", dt_min=0.001, dt_max=0.1,
                  dt_init="random", dt_scale=1.0, dt_init_floor=1e-4, conv_bias=True, bias=False, backend="auto"):
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown mamba_backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         if dt_init not in ("random", "constant"):
             raise ValueError(f"dt_init must be 'random' or 'constant'; got {dt_init!r}")
         self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
         self.d_inner = int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
-        self.backend = backend
+        self.backend = check_backend(backend)
+        self._kernels = {}  # (backend, device) -> Kernels
         self.dt_min, self.dt_max, self.dt_init, self.dt_scale, self.dt_init_floor = (
             dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
 
@@ -123,59 +107,38 @@ class MambaMixer(nn.Module):
         return (f"d_model={self.d_model}, d_state={self.d_state}, d_conv={self.d_conv}, expand={self.expand}, "
                 f"dt_rank={self.dt_rank}, backend={self.backend!r}")
 
-    def kernels(self, tensor):
-        """The kernels the current backend gives for ``tensor``: (scan_cuda, conv_cuda, inner_cuda), None = torch.
-
-        ``backend="cuda"`` requires mamba-ssm (an error otherwise); causal-conv1d stays optional, as in mamba-ssm.
-        """
-        scan = resolve_backend(self.backend, tensor, SCAN_MODULE, "selective_scan_fn", "mamba-ssm")
-        if scan is None:
-            return None, None, None
-        conv = resolve_backend("auto", tensor, "causal_conv1d", "causal_conv1d_fn", "causal-conv1d")
-        inner = None
-        if conv is not None:
-            inner = resolve_backend("auto", tensor, SCAN_MODULE, "mamba_inner_fn", "mamba-ssm")
-        return scan, conv, inner
+    def kernels(self, device):
+        """The :class:`~recbole_mamba.ops.Kernels` of the backend on ``device``: resolved, and logged, once."""
+        key = (self.backend, torch.device(device))
+        if key not in self._kernels:
+            self._kernels[key] = resolve_kernels(self.backend, key[1])
+            log_backend_once(f"mamba backend: {self._kernels[key].describe()}")
+        return self._kernels[key]
 
     def forward(self, hidden_states):
         """hidden_states (batch, L, d_model) -> (batch, L, d_model)."""
-        scan_cuda, conv_cuda, inner_cuda = self.kernels(hidden_states)
-        A = -torch.exp(self.A_log.float())
+        kernels = self.kernels(hidden_states.device)
+        A = -torch.exp(_at_least_float32(self.A_log))
+        D, delta_bias = _at_least_float32(self.D), _at_least_float32(self.dt_proj.bias)
         # (batch, 2 * d_inner, L), L contiguous (the layout mamba-ssm's kernels want)
         xz = torch.matmul(self.in_proj.weight, hidden_states.transpose(1, 2))
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias.to(xz.dtype)[:, None]
-
-        if inner_cuda is not None:
-            log_backend_once("mamba backend: cuda (mamba-ssm fused mamba_inner_fn)")
-            return inner_cuda(
+        if kernels.inner is not None:
+            return kernels.inner(
                 xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
-                self.out_proj.weight, self.out_proj.bias, A, None, None, self.D.float(),
-                delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+                self.out_proj.weight, self.out_proj.bias, A, None, None, D, delta_bias=delta_bias, delta_softplus=True,
             )
 
-        conv_backend = "cuda" if conv_cuda is not None else "torch"
-        if scan_cuda is None:
-            log_backend_once("mamba backend: torch (chunked PyTorch scan, PyTorch causal conv1d)")
-        else:
-            log_backend_once(f"mamba backend: cuda (mamba-ssm selective_scan_fn; causal conv1d: {conv_backend})")
-
         x, z = xz.chunk(2, dim=1)
-        x = causal_conv1d_fn(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu",
-                             backend=conv_backend)
+        conv = kernels.conv or causal_conv1d_torch
+        x = conv(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
         x_dbl = F.linear(x.transpose(1, 2), self.x_proj.weight)  # (batch, L, dt_rank + 2N)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = torch.matmul(self.dt_proj.weight, dt.transpose(1, 2))  # (batch, d_inner, L); bias in the scan
         B = B.transpose(1, 2).contiguous()  # (batch, N, L)
         C = C.transpose(1, 2).contiguous()
-        if scan_cuda is not None:
-            y = selective_scan_fn(x, delta, A, B, C, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
-                                  delta_softplus=True, backend="cuda")
-        else:
-            # the PyTorch scan runs in (at least) float32 and outside autocast; out_proj autocasts again
-            dtype = torch.promote_types(x.dtype, torch.float32)
-            with no_autocast(x):
-                y = selective_scan_fn(x.to(dtype), delta.to(dtype), A.to(dtype), B.to(dtype), C.to(dtype),
-                                      self.D.to(dtype), z=z.to(dtype), delta_bias=self.dt_proj.bias.to(dtype),
-                                      delta_softplus=True, backend="torch").to(x.dtype)
+        # both scans compute in float32 whatever the input dtype (autocast too) and return y in x's dtype
+        scan = kernels.scan or _torch_scan
+        y = scan(x, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=True)
         return F.linear(y.transpose(1, 2), self.out_proj.weight, self.out_proj.bias)

@@ -24,34 +24,14 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 from torch import nn
 
+from recbole_mamba.errors import check_choice
 from recbole_mamba.model.all_position_training import AllPositionTraining
-from recbole_mamba.model.mamba_mixer import MambaMixer, check_backend
+from recbole_mamba.model.mamba_mixer import MambaMixer
+from recbole_mamba.ops.backends import check_backend
 
 BLOCK_STYLES = ("paper", "mamba4rec")
 LOSS_TYPES = ("CE", "BPR")
 LAYER_NORM_EPS = 1e-12  # Mamba4Rec's (and RecBole SASRec's) LayerNorm epsilon
-
-# The defaults of properties/model/RecMamba.yaml (tests check that the two agree): used for keys a config lacks,
-# e.g. when RecMamba runs under RecBole's own Config without the plugin's yaml.
-DEFAULTS = {
-    "hidden_size": 64,
-    "num_layers": 1,
-    "d_state": 32,
-    "d_conv": 4,
-    "expand": 2,
-    "dropout_prob": 0.2,
-    "block_style": "mamba4rec",
-    "position_embedding": None,
-    "loss_type": "CE",
-    "mamba_backend": "auto",
-    "initializer_range": 0.02,
-    "ce_slice_logits": 1 << 24,
-}
-
-
-def _option(config, key):
-    value = config[key]
-    return DEFAULTS[key] if value is None else value
 
 
 class FeedForward(nn.Module):
@@ -91,25 +71,21 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
     POINTWISE would make RecBole's sampler emit labelled rows instead of ``NEG_ITEM_ID`` under BPR.
     """
 
+    OPTION_CHOICES = {"block_style": BLOCK_STYLES, "loss_type": LOSS_TYPES}  # also checked before a run starts
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.hidden_size = int(_option(config, "hidden_size"))
-        self.num_layers = int(_option(config, "num_layers"))
-        self.d_state = int(_option(config, "d_state"))
-        self.d_conv = int(_option(config, "d_conv"))
-        self.expand = int(_option(config, "expand"))
-        self.dropout_prob = float(_option(config, "dropout_prob"))
-        self.block_style = _option(config, "block_style")
-        self.loss_type = _option(config, "loss_type")
-        self.mamba_backend = check_backend(_option(config, "mamba_backend"))
-        self.initializer_range = float(_option(config, "initializer_range"))
-        self.ce_slice_logits = int(_option(config, "ce_slice_logits"))
-        if self.block_style not in BLOCK_STYLES:
-            raise ValueError(f"unknown block_style {self.block_style!r}: choose one of {', '.join(BLOCK_STYLES)}")
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"unknown loss_type {self.loss_type!r} for RecMamba: choose one of "
-                             f"{', '.join(LOSS_TYPES)}")
-        use_position = _option(config, "position_embedding")
+        self.hidden_size = config["hidden_size"]
+        self.num_layers = config["num_layers"]
+        self.d_state = config["d_state"]
+        self.d_conv = config["d_conv"]
+        self.expand = config["expand"]
+        self.dropout_prob = config["dropout_prob"]
+        self.block_style = check_choice("block_style", config["block_style"], BLOCK_STYLES)
+        self.loss_type = check_choice("loss_type", config["loss_type"], LOSS_TYPES)
+        self.mamba_backend = check_backend(config["mamba_backend"])
+        self.initializer_range = config["initializer_range"]
+        use_position = config["position_embedding"]
         self.use_position_embedding = (self.block_style == "paper") if use_position is None else bool(use_position)
 
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
@@ -164,7 +140,3 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
         for layer in self.layers:
             hidden = layer(hidden)
         return hidden
-
-    def forward(self, item_seq, item_seq_len):
-        """The hidden state after the last real item: (batch, hidden_size) at position ``item_seq_len - 1``."""
-        return self.gather_indexes(self.forward_all(item_seq), item_seq_len - 1)

@@ -47,6 +47,3 @@ class SASRecSDPA(AllPositionTraining, SASRec):
         positions = torch.arange(item_seq.size(1), device=item_seq.device).unsqueeze(0)
         hidden = self.dropout(self.LayerNorm(self.item_embedding(item_seq) + self.position_embedding(positions)))
         return self.trm_encoder(hidden, None, output_all_encoded_layers=False)[-1]
-
-    def forward(self, item_seq, item_seq_len):
-        return self.gather_indexes(self.forward_all(item_seq), item_seq_len - 1)

@@ -1,19 +1,60 @@
 """Choosing between the fused CUDA kernels (mamba-ssm, causal-conv1d) and the pure-PyTorch implementations.
 
-The CUDA packages cannot even be imported without their compiled extensions, so they are imported lazily, only
-when a CUDA tensor asks for them, and the outcome is cached.
+:func:`check_backend` validates a ``mamba_backend`` value; :func:`resolve_kernels` turns a backend and a device into
+the functions to call. The CUDA packages cannot even be imported without their compiled extensions, so they are
+imported lazily, only for a CUDA device, and the outcome is cached.
 """
 
+import dataclasses
 import functools
 import importlib
 import logging
+from collections.abc import Callable
+
+import torch
 
 BACKENDS = ("auto", "torch", "cuda")
+_SCAN_MODULE = "mamba_ssm.ops.selective_scan_interface"
+_CUDA_KERNELS = {  # Kernels field: (module, function, package)
+    "scan": (_SCAN_MODULE, "selective_scan_fn", "mamba-ssm"),
+    "conv": ("causal_conv1d", "causal_conv1d_fn", "causal-conv1d"),
+    "inner": (_SCAN_MODULE, "mamba_inner_fn", "mamba-ssm"),
+}
+_FIX = "set mamba_backend=auto or mamba_backend=torch"
 _logger = logging.getLogger(__name__)
 
 
+def check_backend(backend):
+    """Return ``backend``; ValueError if it is not one of ``BACKENDS``, RuntimeError for ``cuda`` without a GPU."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown mamba_backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"mamba_backend='cuda' needs a CUDA GPU (none is available here); {_FIX}")
+    return backend
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+    """The CUDA functions a backend resolved to on one device; None means the PyTorch implementation.
+
+    ``scan``: mamba-ssm's ``selective_scan_fn``; ``conv``: causal-conv1d's ``causal_conv1d_fn``; ``inner``:
+    mamba-ssm's fused ``mamba_inner_fn`` (conv + scan + projections), set only when both others are.
+    """
+
+    scan: Callable | None = None
+    conv: Callable | None = None
+    inner: Callable | None = None
+
+    def describe(self):
+        """Which implementations these are, in words (for a log line)."""
+        if self.inner is not None:
+            return "cuda (mamba-ssm fused mamba_inner_fn)"
+        scan = "cuda (mamba-ssm selective_scan_fn" if self.scan is not None else "torch (chunked PyTorch scan"
+        return f"{scan}; causal conv1d: {'causal-conv1d' if self.conv is not None else 'PyTorch'})"
+
+
 @functools.cache
-def load_cuda_function(module_name, function_name):
+def _load_cuda_function(module_name, function_name):
     """Return ``module_name.function_name`` or None when the package (or its compiled extension) is missing."""
     try:
         return getattr(importlib.import_module(module_name), function_name)
@@ -22,27 +63,26 @@ def load_cuda_function(module_name, function_name):
         return None
 
 
-def resolve_backend(backend, tensor, module_name, function_name, package):
-    """Return the CUDA function to call, or None for the torch implementation.
+def resolve_kernels(backend, device, required="scan"):
+    """The :class:`Kernels` that ``backend`` gives on ``device`` (a ``torch.device`` or its name).
 
-    ``backend`` is "auto" (CUDA when ``tensor`` is on a GPU and ``package`` imports), "torch" or "cuda" (an error,
-    naming the fix, when that is impossible).
+    "torch": the PyTorch implementations; "auto": each CUDA kernel whose package imports, on a CUDA device; "cuda":
+    the same, but a one-line error naming the fix when the ``required`` kernel ("scan" or "conv") cannot run.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown mamba_backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend == "torch":
-        return None
-    if not tensor.is_cuda:
+    if check_backend(backend) == "torch":
+        return Kernels()
+    device = torch.device(device)
+    if device.type != "cuda":
         if backend == "cuda":
-            raise RuntimeError(
-                "mamba_backend='cuda' needs the model on a CUDA GPU (none is in use here); "
-                "set mamba_backend=auto or mamba_backend=torch"
-            )
-        return None
-    function = load_cuda_function(module_name, function_name)
-    if function is None and backend == "cuda":
+            raise RuntimeError(f"mamba_backend='cuda' needs the model and its inputs on a CUDA GPU (they are on "
+                               f"{device}); move the model to the GPU or {_FIX}")
+        return Kernels()
+    found = {name: _load_cuda_function(module, function) for name, (module, function, _) in _CUDA_KERNELS.items()}
+    if backend == "cuda" and found[required] is None:
         raise RuntimeError(
-            f"mamba_backend='cuda' needs the {package} package with its compiled CUDA extension "
-            f"(build it from source as the README's Install notes show); set mamba_backend=auto or mamba_backend=torch"
+            f"mamba_backend='cuda' needs the {_CUDA_KERNELS[required][2]} package with its compiled CUDA extension "
+            f"(build it from source as the README's Install notes show); {_FIX}"
         )
-    return function
+    if found["scan"] is None or found["conv"] is None:
+        found["inner"] = None
+    return Kernels(**found)

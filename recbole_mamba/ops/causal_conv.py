@@ -2,7 +2,7 @@
 
 import torch.nn.functional as F
 
-from recbole_mamba.ops.backends import resolve_backend
+from recbole_mamba.ops.backends import resolve_kernels
 
 ACTIVATIONS = (None, "silu", "swish")
 
@@ -19,8 +19,7 @@ def causal_conv1d_fn(x, weight, bias=None, activation=None, backend="auto"):
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
     if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
-        raise ValueError(f"x must be (batch, dim, L) and weight (dim, width); got {tuple(x.shape)}, {tuple(weight.shape)}")
-    cuda_fn = resolve_backend(backend, x, "causal_conv1d", "causal_conv1d_fn", "causal-conv1d")
-    if cuda_fn is not None:
-        return cuda_fn(x, weight, bias, activation=activation)
-    return causal_conv1d_torch(x, weight, bias, activation)
+        raise ValueError(
+            f"x must be (batch, dim, L) and weight (dim, width); got {tuple(x.shape)}, {tuple(weight.shape)}")
+    conv = resolve_kernels(backend, x.device, required="conv").conv or causal_conv1d_torch
+    return conv(x, weight, bias, activation=activation)

@@ -232,7 +232,7 @@ def _blocks(length, block_len):
     return [slice(start, min(start + block_len, length)) for start in range(0, length, block_len)]
 
 
-class ChunkedSelectiveScan(torch.autograd.Function):
+class _ChunkedScan(torch.autograd.Function):
     """y = <h_t, C_t> and the last state, for u, delta (batch, dim, L), A (dim, N), B, C (batch, groups, N, L).
 
     Inputs and outputs are contiguous (batch, dim, L); each block is turned time-major on its way in and out (a
@@ -323,8 +323,8 @@ class ChunkedSelectiveScan(torch.autograd.Function):
         return grad_u, grad_delta, grad_A, grad_B.permute(1, 2, 3, 0), grad_C.permute(1, 2, 3, 0), None, None
 
 
-def chunked_selective_scan(u, delta, A, B, C, block_len=DEFAULT_BLOCK_LEN, chunk_len=DEFAULT_CHUNK_LEN):
-    """:class:`ChunkedSelectiveScan` over slabs of the batch: (y (batch, dim, L), last state (batch, dim, N)).
+def chunked_scan(u, delta, A, B, C, block_len=DEFAULT_BLOCK_LEN, chunk_len=DEFAULT_CHUNK_LEN):
+    """The core recurrence over slabs of the batch: (y (batch, dim, L), last state (batch, dim, N)).
 
     A slab holds as many batch rows as fit ``MAX_BLOCK_ELEMENTS`` with a whole block of steps, so that large
     batches keep long blocks (and one saved state per chunk) instead of falling back to one-step blocks.
@@ -333,8 +333,8 @@ def chunked_selective_scan(u, delta, A, B, C, block_len=DEFAULT_BLOCK_LEN, chunk
     steps = min(block_len, length)
     rows = max(1, MAX_BLOCK_ELEMENTS // (steps * dim * A.shape[1]))
     if rows >= batch:
-        return ChunkedSelectiveScan.apply(u, delta, A, B, C, block_len, chunk_len)
+        return _ChunkedScan.apply(u, delta, A, B, C, block_len, chunk_len)
     pieces = zip(u.split(rows), delta.split(rows), B.split(rows), C.split(rows))
-    slabs = [ChunkedSelectiveScan.apply(u_rows, delta_rows, A, B_rows, C_rows, block_len, chunk_len)
+    slabs = [_ChunkedScan.apply(u_rows, delta_rows, A, B_rows, C_rows, block_len, chunk_len)
              for u_rows, delta_rows, B_rows, C_rows in pieces]
     return torch.cat([y for y, _ in slabs]), torch.cat([last for _, last in slabs])

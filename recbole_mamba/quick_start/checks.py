@@ -2,12 +2,23 @@
 
 import os
 
+from recbole_mamba.data.atomic_check import check_inter_files
+from recbole_mamba.errors import InputError
+
 # RecBole always serves this name from the copy bundled in its wheel, whatever data_path says.
 RECBOLE_BUNDLED_DATASETS = ("ml-100k",)
 
 
+def check_input(config):
+    """Everything that must hold before a run writes anything (the options were checked by ``Config``)."""
+    check_model_options(config)
+    check_dataset_files(config)
+    if config["dataset"] not in RECBOLE_BUNDLED_DATASETS:
+        check_inter_files(config)
+
+
 def check_dataset_files(config):
-    """Raise ``FileNotFoundError`` if the dataset's interaction file(s) are missing.
+    """Raise an :class:`InputError` if the dataset's interaction file(s) are missing.
 
     Without this, RecBole takes a missing folder as a request to download a dataset by that name.
     """
@@ -19,16 +30,22 @@ def check_dataset_files(config):
     names = [f"{dataset}.{part}.inter" for part in parts] if parts else [f"{dataset}.inter"]
     missing = [os.path.join(folder, name) for name in names if not os.path.isfile(os.path.join(folder, name))]
     if missing:
-        raise FileNotFoundError(
-            f"dataset '{dataset}' not found: {', '.join(missing)} does not exist; put RecBole atomic files there "
-            f"(tab-separated, header like user_id:token item_id:token timestamp:float) "
-            f"or point --data_path at the folder that holds {dataset}/"
-        )
+        raise InputError(", ".join(missing), f"dataset '{dataset}' not found",
+                         "put RecBole atomic files there (tab-separated, header like user_id:token item_id:token "
+                         f"timestamp:float) or point --data_path at the folder that holds {dataset}/")
 
 
 def check_model_options(config):
     """Raise a one-line error for a ``mamba_backend`` that cannot run here (e.g. ``cuda`` without a GPU)."""
     if config["mamba_backend"] is not None:
-        from recbole_mamba.model.mamba_mixer import check_backend
+        from recbole_mamba.ops.backends import check_backend
 
         check_backend(config["mamba_backend"])
+
+
+def check_dataset_size(config, dataset):
+    """After loading: the catalogue must be larger than the longest top-k list (RecBole's ranking needs it)."""
+    items = dataset.item_num - 1  # id 0 is padding
+    if config["eval_type"].name == "RANKING" and max(config["topk"]) >= items:
+        raise InputError("topk", f"{max(config['topk'])} is not less than the number of items, {items}",
+                         "lower topk (e.g. --topk=[5]) or use a dataset with more items")

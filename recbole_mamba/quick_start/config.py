@@ -11,24 +11,34 @@ Priority, lowest first (RecBole's order, with the project's yaml files added to 
 
 Unlike RecBole's ``Config``, ``sys.argv`` is never read: command-line arguments are taken only when passed as
 ``cmd_args`` (``run.py`` does), so programmatic and pytest callers do not pick up foreign arguments.
+
+Relative ``data_path`` and ``checkpoint_dir`` values written in ``properties/`` are relative to the repository when
+running from a checkout (so ``dataset/`` is the repository's), and to the current directory for an installed
+package, as in RecBole. Values given by the user (files, ``config_dict``, command line) are always left as given.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import recbole
+import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_mamba.errors import InputError
+from recbole_mamba.locations import checkout_root, properties_dir
+from recbole_mamba.quick_start.option_checks import check_options
 from recbole_mamba.quick_start.registry import get_model
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PROPERTIES_DIR = REPO_ROOT / "properties"
 RECBOLE_PROPERTIES_DIR = Path(recbole.__file__).resolve().parent / "properties"
-# Relative values of these keys in the project's yaml files mean "relative to the repository", not to the cwd.
+# In a checkout, relative values of these keys in the project's yaml files are relative to the repository.
 REPO_RELATIVE_KEYS = ("data_path", "checkpoint_dir")
-# RecBole's default negative sampling (its overall.yaml); the project's overall.yaml sets none, for CE training.
-RECBOLE_TRAIN_NEG_SAMPLE_ARGS = {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False,
-                                 "candidate_num": 0}
+
+
+def recbole_default(key):
+    """The value of ``key`` in RecBole's own ``overall.yaml`` (read, not restated here)."""
+    with open(RECBOLE_PROPERTIES_DIR / "overall.yaml", encoding="utf-8") as file:
+        return yaml.safe_load(file)[key]
 
 
 def parse_cmd_args(args):
@@ -37,9 +47,10 @@ def parse_cmd_args(args):
     for arg in args:
         key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
         if not key or not sep:
-            raise ValueError(f"unrecognized argument '{arg}': write options as --key=value")
+            raise InputError(arg, "not an option", "write options as --key=value")
         if parsed.get(key, value) != value:
-            raise ValueError(f"--{key} given twice with different values ('{parsed[key]}', '{value}'): keep one")
+            raise InputError(f"--{key}", f"given twice with different values ('{parsed[key]}', '{value}')",
+                             "keep one")
         parsed[key] = value
     return parsed
 
@@ -53,17 +64,36 @@ class Config(RecBoleConfig):
         config_file_list: yaml files, later ones overriding earlier ones.
         config_dict: parameters overriding the files.
         cmd_args: ``--key=value`` strings overriding everything (``None``: no command line).
+        strict: unknown options are errors instead of warnings.
+
+    Bad options raise :class:`~recbole_mamba.errors.InputError` (see :mod:`.option_checks`); warnings about unknown
+    options are kept in ``option_warnings``.
     """
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
+                 strict=False):
         self._cmd_args = list(cmd_args or [])
+        self._strict = strict
+        self.option_warnings = []
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
 
     def _load_config_files(self, file_list):
         for file in file_list or []:
             if not os.path.isfile(file):
-                raise FileNotFoundError(f"config file '{file}' not found: check config_file_list / --config_files")
+                raise InputError(file, "config file not found", "check --config_files / config_file_list")
+            try:
+                with open(file, encoding="utf-8") as handle:
+                    yaml.load(handle, Loader=self.yaml_loader)
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                where = f"{file}:{mark.line + 1}" if mark is not None else file
+                raise InputError(where, f"not valid YAML ({getattr(error, 'problem', None) or error})",
+                                 "fix the syntax (one 'key: value' per line)") from None
         return super()._load_config_files(file_list)
+
+    def _set_default_parameters(self):
+        self.option_warnings = check_options(self, self._strict)
+        super()._set_default_parameters()
 
     def _load_cmd_line(self):
         return self._convert_config_dict(parse_cmd_args(self._cmd_args))
@@ -72,45 +102,42 @@ class Config(RecBoleConfig):
         model = self.external_config_dict.get("model") if model is None else model
         dataset = self.external_config_dict.get("dataset") if dataset is None else dataset
         if model is None:
-            raise ValueError("no model given: pass model=NAME or set 'model' in the config (run.py: --model=NAME)")
+            raise InputError("model", "no model given", "pass model=NAME or set 'model' in the config (--model=NAME)")
         if dataset is None:
-            raise ValueError(
-                "no dataset given: pass dataset=NAME or set 'dataset' in the config (run.py: --dataset=NAME)"
-            )
+            raise InputError("dataset", "no dataset given",
+                             "pass dataset=NAME or set 'dataset' in the config (--dataset=NAME)")
         model_class = get_model(model) if isinstance(model, str) else model
         return super()._get_model_and_dataset(model_class, dataset)
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        overall = PROPERTIES_DIR / "overall.yaml"
-        if not overall.is_file():
-            raise FileNotFoundError(
-                f"{overall} not found: recbole-mamba reads its defaults from the repository's properties/ folder; "
-                "install it from a checkout with pip install -e ."
-            )
+        properties, repo_root = properties_dir(), checkout_root()
+        overall = properties / "overall.yaml"
         # A plugin model that subclasses a RecBole model (SASRecSDPA, ...) starts from its parents' RecBole defaults.
         lineage = [cls.__name__ for cls in reversed(model_class.__mro__) if cls.__name__ != model] + [model]
         layers = [
             (overall, True),
             *[(RECBOLE_PROPERTIES_DIR / "model" / f"{name}.yaml", False) for name in lineage],
-            (PROPERTIES_DIR / "model" / f"{model}.yaml", True),
+            (properties / "model" / f"{model}.yaml", True),
             (RECBOLE_PROPERTIES_DIR / "dataset" / f"{dataset}.yaml", False),
-            (PROPERTIES_DIR / "dataset" / f"{dataset}.yaml", True),
+            (properties / "dataset" / f"{dataset}.yaml", True),
         ]
         for path, ours in layers:
             if not path.is_file():
                 continue
             values = self._update_internal_config_dict(str(path)) or {}
-            if ours:
+            if ours and repo_root is not None:
                 for key in REPO_RELATIVE_KEYS:
                     if isinstance(values.get(key), str) and not os.path.isabs(values[key]):
-                        self.internal_config_dict[key] = str(REPO_ROOT / values[key])
+                        self.internal_config_dict[key] = str(repo_root / values[key])
             if path.parent.name == "dataset":
                 known = self.parameters["Dataset"]
                 self.parameters["Dataset"] = known + [key for key in values if key not in known]
 
     def _get_final_config_dict(self):
         final = super()._get_final_config_dict()
+        if final.get("show_progress") is None:  # progress bars for a person at a terminal, clean logs elsewhere
+            final["show_progress"] = sys.stderr.isatty()
         # The project default (no training negatives) is for CE training, which RecBole 1.2.1 insists on; a model
         # trained otherwise (BPR loss, pairwise/pointwise general models) gets RecBole's own default back.
         trained_with_ce = not hasattr(self.model_class, "input_type") and final.get("loss_type") == "CE"
@@ -119,5 +146,5 @@ class Config(RecBoleConfig):
             and "train_neg_sample_args" not in self.external_config_dict
             and not trained_with_ce
         ):
-            final["train_neg_sample_args"] = dict(RECBOLE_TRAIN_NEG_SAMPLE_ARGS)
+            final["train_neg_sample_args"] = recbole_default("train_neg_sample_args")
         return final

@@ -1,4 +1,4 @@
-"""Model and trainer lookup by name: recbole-mamba's own models first, then RecBole's built-in ones.
+"""Model lookup by name: recbole-mamba's own models first, then RecBole's built-in ones.
 
 ``recbole.utils.get_model`` is avoided on purpose: for a name it does not know it probes
 ``recbole.model.exlib_recommender``, which imports lightgbm/xgboost and dies with ``ModuleNotFoundError``.
@@ -6,11 +6,11 @@
 
 import difflib
 import importlib
-import importlib.util
 import inspect
 
+from recbole_mamba.errors import InputError
+
 PLUGIN_MODEL_PACKAGE = "recbole_mamba.model"
-PLUGIN_TRAINER_MODULE = "recbole_mamba.trainer"
 RECBOLE_MODEL_PACKAGES = (
     "recbole.model.general_recommender",
     "recbole.model.context_aware_recommender",
@@ -34,8 +34,12 @@ def _recommender_classes(module):
 
 
 def plugin_models():
-    """Models exported by :mod:`recbole_mamba.model` (imported lazily), by class name."""
-    return _recommender_classes(importlib.import_module(PLUGIN_MODEL_PACKAGE))
+    """Recommenders exported by :mod:`recbole_mamba.model` (its ``__all__``), by class name."""
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    package = importlib.import_module(PLUGIN_MODEL_PACKAGE)
+    exported = {name: getattr(package, name) for name in package.__all__}
+    return {name: obj for name, obj in exported.items() if issubclass(obj, AbstractRecommender)}
 
 
 def recbole_models():
@@ -51,20 +55,19 @@ def _unknown_model_error(name):
     known = plugin_names + sorted(recbole_models()) + sorted(RECBOLE_EXLIB_MODELS)
     by_lower = {candidate.lower(): candidate for candidate in known}
     close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(by_lower[c] for c in close)}?" if close else ""
+    hint = f"did you mean {', '.join(by_lower[c] for c in close)}?" if close else "check the spelling"
     ours = ", ".join(plugin_names) or "none yet"
-    return ValueError(
-        f"unknown model '{name}': not a recbole-mamba model ({ours}) nor a RecBole model; check --model{hint}"
-    )
+    return InputError("model", f"unknown model '{name}', neither a recbole-mamba model ({ours}) nor a RecBole model",
+                      hint)
 
 
 def get_model(name):
     """The model class called ``name``: a recbole-mamba model if one has that name, else RecBole's.
 
-    Raises ``ValueError`` with a one-line message (and close matches) for an unknown name.
+    Raises :class:`~recbole_mamba.errors.InputError` (with close matches) for an unknown name.
     """
     if not isinstance(name, str):
-        raise ValueError(f"model name must be a string, got {type(name).__name__}")
+        raise InputError("model", f"a model name must be a string, not {type(name).__name__}", "pass e.g. 'RecMamba'")
     ours = plugin_models()
     if name in ours:
         return ours[name]
@@ -73,22 +76,10 @@ def get_model(name):
         try:
             module = importlib.import_module("recbole.model.exlib_recommender")
         except ImportError:
-            raise ValueError(f"model '{name}' needs the optional package {library}: pip install {library}") from None
+            raise InputError("model", f"{name} needs the optional package {library}", f"pip install {library}") from None
         return getattr(module, name)
     for package in RECBOLE_MODEL_PACKAGES:
         model_class = getattr(importlib.import_module(package), name, None)
         if inspect.isclass(model_class):
             return model_class
     raise _unknown_model_error(name)
-
-
-def get_trainer(model_type, model_name):
-    """The trainer class for a model: ``<model_name>Trainer`` from ``recbole_mamba.trainer`` if that exists,
-    else RecBole's choice (``recbole.utils.get_trainer``)."""
-    if importlib.util.find_spec(PLUGIN_TRAINER_MODULE) is not None:
-        trainer = getattr(importlib.import_module(PLUGIN_TRAINER_MODULE), f"{model_name}Trainer", None)
-        if trainer is not None:
-            return trainer
-    from recbole.utils import get_trainer as recbole_get_trainer
-
-    return recbole_get_trainer(model_type, model_name)
