@@ -3,7 +3,6 @@
 import importlib.util
 import logging
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +11,10 @@ import yaml
 from recbole.data.interaction import Interaction
 
 from recbole_mamba.data import fields
+from recbole_mamba.errors import InputError
 from recbole_mamba.data.item_count import ItemCount
 from recbole_mamba.locations import properties_dir
-from recbole_mamba.model import MambaMixer, RecMamba, all_position_training, mamba_mixer, recmamba
+from recbole_mamba.model import MambaMixer, RecMamba, all_position_training, mamba_mixer
 from recbole_mamba.ops import Kernels, selective_scan_ref
 
 MODEL_YAML = properties_dir() / "model" / "RecMamba.yaml"
@@ -328,12 +328,12 @@ def test_kernels_are_resolved_once_per_backend_and_device(monkeypatch):
 
 def test_cuda_backend_without_gpu_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError) as error:
+    with pytest.raises(InputError) as error:
         make_model(mamba_backend="cuda")
     message = str(error.value)
     assert "mamba_backend" in message and "\n" not in message
     # a mixer built with backend=cuda fails the same way, with the same words
-    with pytest.raises(RuntimeError) as mixer_error:
+    with pytest.raises(InputError) as mixer_error:
         MambaMixer(d_model=8, d_state=4, backend="cuda")
     assert str(mixer_error.value) == message
 
@@ -341,7 +341,7 @@ def test_cuda_backend_without_gpu_is_a_one_line_error(monkeypatch):
 def test_cuda_backend_on_cpu_inputs_names_the_fix(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU exists, but the model is not on it
     mixer = MambaMixer(d_model=8, d_state=4, backend="cuda")
-    with pytest.raises(RuntimeError, match="move the model to the GPU") as error:
+    with pytest.raises(InputError, match="move the model to the GPU") as error:
         mixer(torch.randn(1, 5, 8))
     assert "\n" not in str(error.value)
 

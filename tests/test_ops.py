@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from recbole_mamba.errors import InputError
+
 from recbole_mamba.ops import (
     Kernels,
     backends,
@@ -290,21 +292,21 @@ def test_auto_backend_on_cpu_is_the_torch_scan():
 
 def test_cuda_backend_without_gpu_is_a_one_line_error():
     inputs = {k: v.float() for k, v in random_inputs(1, 2, 5, 2).items()}
-    with pytest.raises(RuntimeError, match="mamba_backend='cuda'") as error:
+    with pytest.raises(InputError, match="mamba_backend: 'cuda'") as error:
         selective_scan_fn(**inputs, backend="cuda")
     assert "\n" not in str(error.value)
-    with pytest.raises(RuntimeError, match="mamba_backend='cuda'"):
+    with pytest.raises(InputError, match="mamba_backend: 'cuda'"):
         causal_conv1d_fn(inputs["u"], torch.randn(2, 4), backend="cuda")
-    with pytest.raises(ValueError, match="unknown mamba_backend 'gpu'"):
+    with pytest.raises(InputError, match="mamba_backend: unknown value 'gpu'"):
         selective_scan_fn(**inputs, backend="gpu")
 
 
 def test_check_backend_accepts_auto_and_torch_and_names_the_fix_for_cuda_without_gpu(monkeypatch):
     assert [check_backend(backend) for backend in ("auto", "torch")] == ["auto", "torch"]
-    with pytest.raises(ValueError, match="unknown mamba_backend 'gpu': choose one of auto, torch, cuda"):
+    with pytest.raises(InputError, match="mamba_backend: unknown value 'gpu'; choose one of auto, torch, cuda"):
         check_backend("gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="needs a CUDA GPU .*; set mamba_backend=auto or mamba_backend=torch"):
+    with pytest.raises(InputError, match="needs a CUDA GPU .*; set mamba_backend=auto or mamba_backend=torch"):
         check_backend("cuda")
 
 
@@ -327,9 +329,9 @@ def test_kernels_are_resolved_per_backend_and_device(monkeypatch, installed):
         if present:
             assert resolve_kernels("cuda", "cuda", required=required) == kernels
         else:
-            with pytest.raises(RuntimeError, match=f"needs the {package} package"):
+            with pytest.raises(InputError, match=f"needs the {package} package"):
                 resolve_kernels("cuda", "cuda", required=required)
-    with pytest.raises(RuntimeError, match="needs the model and its inputs on a CUDA GPU .*cpu.*move the model"):
+    with pytest.raises(InputError, match="needs the model and its inputs on a CUDA GPU .*cpu.*move the model"):
         resolve_kernels("cuda", "cpu")
 
 

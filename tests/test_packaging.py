@@ -5,17 +5,22 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 from conftest import REPO_ROOT, TINY_ML100K_ARGS
 
-# What a wheel is built from: the package and its build files (not the venv, data, results or git history).
-BUILD_IGNORE = shutil.ignore_patterns(".venv", ".git", "dataset", "results", "saved", "log", "log_tensorboard",
-                                      "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache")
+# What a wheel is not built from: the venv, data, results, git history and build leftovers of the checkout.
+TOP_LEVEL_IGNORE = {".venv", ".git", "dataset", "results", "saved", "log", "log_tensorboard", "build", "dist"}
+
+
+def build_ignore(folder, names):
+    top = TOP_LEVEL_IGNORE if Path(folder) == REPO_ROOT else set()
+    return {name for name in names if name in top or name == "__pycache__" or name.endswith(".egg-info")}
 
 
 def build_wheel(tmp_path):
     source = tmp_path / "source"
-    shutil.copytree(REPO_ROOT, source, ignore=BUILD_IGNORE)
+    shutil.copytree(REPO_ROOT, source, ignore=build_ignore)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True, text=True)
     (wheel,) = (tmp_path / "dist").glob("recbole_mamba-*.whl")

@@ -169,6 +169,6 @@ def test_synthetic_dataset_is_labelled_in_log_and_summary(tmp_path, run_cli):
 def test_cuda_backend_without_gpu_fails_before_anything_is_written(tmp_path, run_cli):
     done = run_cli("--model=RecMamba", "--dataset=ml-100k", "--mamba_backend=cuda")
     assert done.returncode == 2
-    assert done.stderr.strip().startswith("error: mamba_backend='cuda' needs a CUDA GPU")
+    assert done.stderr.strip().startswith("error: mamba_backend: 'cuda' needs a CUDA GPU")
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "log").exists() and not (tmp_path / "saved").exists()

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[2] / "results"
+from recbole_mamba.bench.results import RESULTS_DIR, label_measured, save_figure, write_text
+
 METRICS = ["hit@10", "ndcg@10", "mrr@10", "hit@20", "ndcg@20", "mrr@20"]
 MODELS = ["RecMamba", "SASRecSDPA", "GRU4RecAllPositions"]
 SHARED = {  # identical for every model: architecture sizes at RecBole-like defaults, budget, evaluation
@@ -132,17 +133,17 @@ def plot(comparison, curve, path):
     for metric in ["hit@10", "ndcg@10"]:
         axes[-1].plot(lengths, [curve[length][metric] for length in lengths], "o-", label=metric)
     axes[-1].set(xscale="log", xlabel="MAX_ITEM_LIST_LENGTH", title="RecMamba vs length")
-    axes[-1].set_xticks(lengths, [str(length) for length in lengths])
+    label_measured(axes[-1], lengths)
     axes[-1].legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default")
     parser.add_argument("--models", nargs="+", default=MODELS)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     args.seeds, args.datasets, args.lengths = (PROFILES[args.profile][key] for key in ("seeds", "datasets", "lengths"))
     comparison, curve = {}, {}
@@ -171,7 +172,7 @@ def main(argv=None):
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "accuracy" if args.profile == "default" else f"accuracy_{args.profile}"
-    (args.out / f"{name}.md").write_text(table)
+    write_text(args.out / f"{name}.md", table)
     plot(comparison, curve, args.out / f"{name}.png")
     print(f"wrote {args.out / (name + '.md')} and {args.out / (name + '.png')}")
     return comparison, curve

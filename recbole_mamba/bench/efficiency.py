@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from recbole_mamba.bench.results import RESULTS_DIR, label_measured, save_figure, write_text
 from recbole_mamba.bench.rss import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
-RESULTS = Path(__file__).resolve().parents[2] / "results"
 BASELINE = "SASRec"
 MODEL_OPTIONS = {  # hidden size 64 everywhere; attention models 2 layers x 2 heads, inner 256 (RecBole defaults)
     "RecMamba": {},
@@ -153,12 +153,12 @@ def plot(rows, path, title):
     lengths = sorted({r["length"] for r in rows})
     for axis, ylabel in ((time_axis, "step time, s"), (memory_axis, "peak memory, GiB")):
         axis.set(xscale="log", yscale="log", xlabel="sequence length L", ylabel=ylabel)
-        axis.set_xticks(lengths, [str(length) for length in lengths])
+        label_measured(axis, lengths)
         axis.grid(True, which="both", alpha=0.3)
     time_axis.legend(fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
 
 
 def machine_description(device):
@@ -196,7 +196,7 @@ def main(argv=None):
     parser.add_argument("--backends", nargs="+", choices=["torch", "cuda"], help="RecMamba backends to run")
     parser.add_argument("--items", type=int, default=20000)
     parser.add_argument("--timeout", type=int, help="seconds allowed per configuration")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(run_worker(json.loads(args.worker))))
@@ -215,7 +215,7 @@ def main(argv=None):
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"efficiency_{args.profile}"
-    (args.out / f"{name}.md").write_text(table)
+    write_text(args.out / f"{name}.md", table)
     plot(rows, args.out / f"{name}.png", f"Training step vs length ({machine})")
     print(f"wrote {args.out / (name + '.md')} and {args.out / (name + '.png')}")
     return rows

@@ -24,11 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+from recbole_mamba.bench.results import RESULTS_DIR, write_text
 from recbole_mamba.bench.rss import current_rss_bytes, peak_rss_bytes
 from recbole_mamba.data.synthetic_lifelong import write_synthetic_inter
+from recbole_mamba.progress import step
 
 DATASET = "synthetic-lifelong"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FIELD_BYTES = {"item_id": 8, "timestamp": 4}  # RecBole: token fields -> int64, float fields -> float32
 
 
@@ -41,8 +42,9 @@ def ensure_dataset(workdir, users, interactions, items, seed):
         if all(meta.get(k) == v for k, v in wanted.items()):
             return meta, 0.0
     began = time.time()
-    meta = dict(write_synthetic_inter(folder, users, interactions, items, seed), **wanted)
-    meta_file.write_text(json.dumps(meta, indent=1))
+    with step(f"generating a synthetic dataset of {interactions:,} interactions in {folder}"):
+        meta = dict(write_synthetic_inter(folder, users, interactions, items, seed), **wanted)
+    write_text(meta_file, json.dumps(meta, indent=1))
     return meta, time.time() - began
 
 
@@ -202,7 +204,7 @@ def report(args, meta, generation_seconds, result, wall, stock_parse=None):
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_text(out, text)
     return peak
 
 
@@ -218,8 +220,8 @@ def main(argv=None):
     parser.add_argument("--eval-batch-size", type=int, default=256)
     parser.add_argument("--eval-mode", default="full", help="full, uni100, uni1000, ...")
     parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument("--workdir", default=str(REPO_ROOT / "results" / "tmp" / "memory"))
-    parser.add_argument("--out", default=str(REPO_ROOT / "results" / "memory.md"))
+    parser.add_argument("--workdir", default=str(RESULTS_DIR / "tmp" / "memory"))
+    parser.add_argument("--out", default=str(RESULTS_DIR / "memory.md"))
     parser.add_argument("--skip-stock-parse", action="store_true",
                         help="do not time RecBole's own parser on the file (about a minute at full size)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
+from recbole_mamba.bench.results import RESULTS_DIR, label_measured, save_figure, write_text
 from recbole_mamba.ops import selective_scan_fn, selective_scan_ref
+from recbole_mamba.progress import step
 
-RESULTS = Path(__file__).resolve().parents[2] / "results"
 CHUNKED = functools.partial(selective_scan_fn, backend="torch")
 
 
@@ -113,11 +114,11 @@ def plot(rows, path):
     axis.plot(lengths, [r["chunked"] for r in rows], "s-", label="chunked PyTorch scan")
     axis.set(xscale="log", yscale="log", xlabel="sequence length L", ylabel="forward + backward, s",
              title="Selective scan on CPU (float32)")
-    axis.set_xticks(lengths, [str(length) for length in lengths])
+    label_measured(axis, lengths)
     axis.grid(True, which="both", alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
 
 
 def main(argv=None):
@@ -127,13 +128,16 @@ def main(argv=None):
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--state", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for scan.md and scan.png")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for scan.md and scan.png")
     args = parser.parse_args(argv)
-    rows = [measure(length, args) for length in args.lengths]
+    rows = []
+    for length in args.lengths:
+        with step(f"measuring L={length}"):
+            rows.append(measure(length, args))
     table = markdown(rows, args)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scan.md").write_text(table)
+    write_text(args.out / "scan.md", table)
     plot(rows, args.out / "scan.png")
     print(f"wrote {args.out / 'scan.md'} and {args.out / 'scan.png'}")
     return rows

@@ -50,6 +50,7 @@ import pandas as pd
 
 from recbole_mamba.atomic_file import write_atomic
 from recbole_mamba.data.synthetic_marker import is_synthetic, remove_marker, synthetic_description, write_marker
+from recbole_mamba.progress import step
 
 KUAIRAND_COLUMNS = (
     "user_id", "video_id", "date", "hourmin", "time_ms", "is_click", "is_like", "is_follow", "is_comment",
@@ -444,22 +445,22 @@ def convert(raw_dir, out_dir, name="kuairand", version="1k", logs="standard", fe
     parse_feedback(feedback)
     keep_fields = parse_keep_fields(keep_fields)
     files = find_log_files(raw_dir, version=version, logs=logs)
-    if verbose:
-        print("reading " + ", ".join(str(path) for path in files), file=sys.stderr)
-
-    data, rows_read = read_logs(files, feedback, keep_fields, chunksize)
+    with step("reading " + ", ".join(str(path) for path in files), verbose):
+        data, rows_read = read_logs(files, feedback, keep_fields, chunksize)
     rows_after_feedback = int(data["user_id"].size)
     if rows_after_feedback == 0:
         raise KuaiRandFormatError(f"no interactions left: no row of {len(files)} file(s) matches --feedback {feedback}")
 
-    order = order_by_user_time(data["user_id"], data["time_ms"])
-    for column in list(data):  # one column at a time, to keep the peak memory low
-        data[column] = data[column][order]
-    del order
+    with step(f"sorting {rows_after_feedback:,} interactions by user and time", verbose):
+        order = order_by_user_time(data["user_id"], data["time_ms"])
+        for column in list(data):  # one column at a time, to keep the peak memory low
+            data[column] = data[column][order]
+        del order
     user, item, time_ms = data.pop("user_id"), data.pop("video_id"), data.pop("time_ms")
     fields = data
-    user, item, time_ms, fields = _take(latest_per_user(user, max_user_length), user, item, time_ms, fields)
-    user, item, time_ms, fields = _take(k_core(user, item, k_core_min), user, item, time_ms, fields)
+    with step("filtering (--max-user-length, --k-core)", verbose and (max_user_length > 0 or k_core_min > 1)):
+        user, item, time_ms, fields = _take(latest_per_user(user, max_user_length), user, item, time_ms, fields)
+        user, item, time_ms, fields = _take(k_core(user, item, k_core_min), user, item, time_ms, fields)
     if user.size == 0:
         raise KuaiRandFormatError(f"no interactions left after --k-core {k_core_min} (from {rows_after_feedback} rows)")
     user, item = remap_ids(user), remap_ids(item)
@@ -476,7 +477,8 @@ def convert(raw_dir, out_dir, name="kuairand", version="1k", logs="standard", fe
     try:
         if marker is not None:
             write_marker(folder, marker)  # before the data: a crash in between errs on the side of "synthetic"
-        write_inter(folder / f"{name}.inter", user, item, time_ms, fields)
+        with step(f"writing {folder / f'{name}.inter'}", verbose):
+            write_inter(folder / f"{name}.inter", user, item, time_ms, fields)
     except BaseException:
         if marker is not None and not had_marker:
             remove_marker(folder)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from recbole_mamba.errors import InputError, check_choice
+
 BACKENDS = ("auto", "torch", "cuda")
 _SCAN_MODULE = "mamba_ssm.ops.selective_scan_interface"
 _CUDA_KERNELS = {  # Kernels field: (module, function, package)
@@ -25,11 +27,11 @@ _logger = logging.getLogger(__name__)
 
 
 def check_backend(backend):
-    """Return ``backend``; ValueError if it is not one of ``BACKENDS``, RuntimeError for ``cuda`` without a GPU."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown mamba_backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    """Return ``backend``; an :class:`~recbole_mamba.errors.InputError` if it is not one of ``BACKENDS`` or is
+    ``cuda`` without a GPU."""
+    check_choice("mamba_backend", backend, BACKENDS)
     if backend == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"mamba_backend='cuda' needs a CUDA GPU (none is available here); {_FIX}")
+        raise InputError("mamba_backend", "'cuda' needs a CUDA GPU (none is available here)", _FIX)
     return backend
 
 
@@ -74,15 +76,13 @@ def resolve_kernels(backend, device, required="scan"):
     device = torch.device(device)
     if device.type != "cuda":
         if backend == "cuda":
-            raise RuntimeError(f"mamba_backend='cuda' needs the model and its inputs on a CUDA GPU (they are on "
-                               f"{device}); move the model to the GPU or {_FIX}")
+            raise InputError("mamba_backend", f"'cuda' needs the model and its inputs on a CUDA GPU (they are on "
+                             f"{device})", f"move the model to the GPU or {_FIX}")
         return Kernels()
     found = {name: _load_cuda_function(module, function) for name, (module, function, _) in _CUDA_KERNELS.items()}
     if backend == "cuda" and found[required] is None:
-        raise RuntimeError(
-            f"mamba_backend='cuda' needs the {_CUDA_KERNELS[required][2]} package with its compiled CUDA extension "
-            f"(build it from source as the README's Install notes show); {_FIX}"
-        )
+        raise InputError("mamba_backend", f"'cuda' needs the {_CUDA_KERNELS[required][2]} package with its "
+                         "compiled CUDA extension", f"build it from source as the README's Install notes show, or {_FIX}")
     if found["scan"] is None or found["conv"] is None:
         found["inner"] = None
     return Kernels(**found)

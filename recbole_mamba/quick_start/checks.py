@@ -11,7 +11,6 @@ RECBOLE_BUNDLED_DATASETS = ("ml-100k",)
 
 def check_input(config):
     """Everything that must hold before a run writes anything (the options were checked by ``Config``)."""
-    check_model_options(config)
     check_dataset_files(config)
     if config["dataset"] not in RECBOLE_BUNDLED_DATASETS:
         check_inter_files(config)
@@ -33,14 +32,6 @@ def check_dataset_files(config):
         raise InputError(", ".join(missing), f"dataset '{dataset}' not found",
                          "put RecBole atomic files there (tab-separated, header like user_id:token item_id:token "
                          f"timestamp:float) or point --data_path at the folder that holds {dataset}/")
-
-
-def check_model_options(config):
-    """Raise a one-line error for a ``mamba_backend`` that cannot run here (e.g. ``cuda`` without a GPU)."""
-    if config["mamba_backend"] is not None:
-        from recbole_mamba.ops.backends import check_backend
-
-        check_backend(config["mamba_backend"])
 
 
 def check_dataset_size(config, dataset):

@@ -4,8 +4,8 @@
 that the run depends on:
 
 - types: a value must have the type of the option's default (an integer where the default is an integer, ...);
-- ranges and choices of the options listed in :data:`RULES` and of ``eval_args`` / ``train_neg_sample_args``
-  entries, and a model's own choices (its ``OPTION_CHOICES``);
+- ranges and choices of the options listed in :data:`RULES` and of ``eval_args`` entries, a model's own choices
+  (its ``OPTION_CHOICES``) and ``mamba_backend`` (:func:`recbole_mamba.ops.backends.check_backend`);
 - unknown options (and unknown entries of dict options): a warning with the closest known names, or an error
   with ``strict``.
 
@@ -21,6 +21,7 @@ from recbole.utils.argument_list import dataset_arguments, evaluation_arguments,
 
 from recbole_mamba.data.sequence_windows import HELD_OUT_PHASES, TRAIN_MODES
 from recbole_mamba.errors import InputError, check_choice
+from recbole_mamba.ops.backends import check_backend
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
@@ -160,5 +161,7 @@ def check_options(config, strict=False):
     for key, choices in {**CHOICES, **getattr(config.model_class, "OPTION_CHOICES", {})}.items():
         if key in final:
             check_choice(key, final[key], choices)
+    if final.get("mamba_backend") is not None:
+        check_backend(final["mamba_backend"])
     _check_eval_args(final.get("eval_args"), final.get("MODEL_TYPE") == ModelType.SEQUENTIAL)
     return warnings
