@@ -9,5 +9,5 @@ PROPERTIES = ["recbole_mamba.properties"] + [
 setup(
     packages=find_packages(include=["recbole_mamba*"]) + PROPERTIES,
     package_dir={"recbole_mamba.properties": "properties"},
-    package_data={name: ["*.yaml"] for name in PROPERTIES},
+    package_data={name: ["*.yaml", "*.hyper"] for name in PROPERTIES},  # hyper/: RecBole params files
 )

@@ -1,7 +1,9 @@
 """Compatibility fixes that let unmodified RecBole 1.2.1 run on today's numpy, pandas and torch.
 
-Every fix is applied once, by :func:`apply` (called on import of :mod:`recbole_mamba`), and each is covered by
-``tests/test_compat.py``. RecBole's source is never edited: fixes are narrow, module-scoped replacements.
+Every fix is applied once, by :func:`apply`, which the entry points that use RecBole call (``recbole_mamba.quick_start``,
+``recbole_mamba.data``, the recommenders of ``recbole_mamba.model``, the command lines); each is covered by a test.
+RecBole's source is never edited: fixes are narrow, module-scoped replacements. RecBole's ``torch.load`` calls are
+left alone: the plugin's trainer writes plain-data checkpoints that load with ``weights_only=True``.
 """
 
 import functools
@@ -27,12 +29,6 @@ class ModuleView(types.ModuleType):
 
     def __getattr__(self, name):
         return getattr(self._module, name)
-
-
-def trusted_torch_load(*args, **kwargs):
-    """``torch.load`` defaulting to ``weights_only=False``, for RecBole's own checkpoints (they pickle Config)."""
-    kwargs.setdefault("weights_only", False)
-    return torch.load(*args, **kwargs)
 
 
 def read_csv_with_empty_sequences(*args, **kwargs):
@@ -88,14 +84,6 @@ def _elementwise_len_agg_for_recbole(original_agg):
     return agg
 
 
-def _view_torch_load(module_name):
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:  # recbole.quick_start imports ray; without ray its load_data_and_model is unreachable
-        return
-    module.torch = ModuleView(torch, load=trusted_torch_load)
-
-
 def _restore_dok_matrix_update():
     """Give scipy's ``dok_matrix`` back the ``_update`` that RecBole's graph models call; SciPy 1.13 removed it.
 
@@ -114,6 +102,58 @@ def _restore_dok_matrix_update():
         dok_matrix._update = _update
 
 
+def _exhaustive_search_with_generator():
+    """RecBole's ``exhaustive_search`` draws from ``np.random.RandomState(seed)``; hyperopt >= 0.2.7 samples with
+    ``rng.integers`` (a ``numpy.random.Generator`` method): give that module ``default_rng`` under the old name."""
+    from recbole.trainer import hyper_tuning
+
+    hyper_tuning.np = ModuleView(np, random=ModuleView(np.random, RandomState=np.random.default_rng))
+
+
+def _init_device_any_backend(original):
+    """Wrap ``Config._init_device``: with ``local_rank`` set (one process of several), join the process group with
+    ``dist_backend`` (~: nccl on GPUs, gloo on CPUs) on that rank's device, where RecBole hard-codes nccl and CUDA."""
+    import torch.distributed as dist
+
+    from recbole_mamba.errors import InputError
+
+    def _init_device(self):
+        final = self.final_config_dict
+        local_rank = final.pop("local_rank", None)
+        original(self)  # gpu_id, CUDA_VISIBLE_DEVICES and the one-process device
+        if local_rank is None:
+            return
+        device = final["device"]
+        if device.type == "cuda":
+            if final["nproc"] > len(final["gpu_id"].split(",")):
+                raise InputError("nproc", f"{final['nproc']} processes but gpu_id lists {final['gpu_id']!r}",
+                                 "give one GPU per process in gpu_id (e.g. --gpu_id='0,1')")
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        backend = final.get("dist_backend") or ("nccl" if device.type == "cuda" else "gloo")
+        if not dist.is_initialized():
+            dist.init_process_group(backend=backend, rank=local_rank + final["offset"],
+                                    world_size=final["world_size"], init_method=f"tcp://{final['ip']}:{final['port']}")
+        final.update(local_rank=local_rank, device=device, single_spec=False)
+        if local_rank != 0:  # as RecBole: only each machine's first process logs and shows progress
+            final.update(state="error", show_progress=False, verbose=False)
+
+    return _init_device
+
+
+def _distributed_data_parallel_any_device():
+    """RecBole's trainer wraps the model in ``DistributedDataParallel(model, device_ids=[local_rank])``, which a CPU
+    module refuses: pass ``device_ids`` for CUDA modules only."""
+    from recbole.trainer import trainer as trainer_module
+    from torch.nn.parallel import DistributedDataParallel
+
+    def distributed_data_parallel(module, device_ids=None, **kwargs):
+        on_cuda = any(parameter.is_cuda for parameter in module.parameters())
+        return DistributedDataParallel(module, device_ids=device_ids if on_cuda else None, **kwargs)
+
+    trainer_module.DistributedDataParallel = distributed_data_parallel
+
+
 def apply():
     """Apply every fix once; later calls do nothing."""
     global _applied
@@ -123,11 +163,15 @@ def apply():
     for name, alias in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
         if name not in np.__dict__:
             setattr(np, name, alias)
-    # torch >= 2.6 defaults to weights_only=True: best-model reload and load_data_and_model fail on RecBole's checkpoint.
-    _view_torch_load("recbole.trainer.trainer")
-    _view_torch_load("recbole.quick_start.quick_start")
     # scipy >= 1.13 removed dok_matrix._update: LightGCN, NGCF & co. failed with AttributeError building their graph.
     _restore_dok_matrix_update()
+    # hyperopt >= 0.2.7 samples with Generator.integers: RecBole's exhaustive search failed with AttributeError.
+    _exhaustive_search_with_generator()
+    # Multi-process training: RecBole hard-codes nccl and CUDA devices (no CPU processes, no backend choice).
+    from recbole.config import configurator
+
+    configurator.Config._init_device = _init_device_any_backend(configurator.Config._init_device)
+    _distributed_data_parallel_any_device()
     # pandas 3 copy-on-write makes RecBole's df[f].fillna(..., inplace=True) a silent no-op.
     import pandas as pd
     from recbole.data.dataset import dataset as dataset_module

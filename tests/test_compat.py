@@ -1,6 +1,6 @@
-"""One test per fix in recbole_mamba/compat.py; each exercises what fails on numpy 2 / pandas 3 / torch >= 2.6."""
+"""One test per fix in recbole_mamba/compat.py (applied by conftest.py); each exercises what fails on numpy 2 /
+pandas 3 / torch >= 2.6 (graph models on SciPy: tests/test_recbole_models.py)."""
 
-import pickle
 import sys
 import warnings
 
@@ -11,13 +11,6 @@ import torch
 
 HEADER = "user_id:token\titem_id:token\ttimestamp:float\ttags:token_seq\tscore:float\tcolor:token\n"
 ROWS = ["u1\ti1\t1\ta b\t1.0\tred\n", "u1\ti2\t2\tc\t\t\n", "u2\ti1\t3\tb\t3.0\tblue\n"]  # row 2: NaN float/token
-
-
-class CheckpointConfig:
-    """Stands in for RecBole's Config, which RecBole pickles into every checkpoint."""
-
-    def __init__(self):
-        self.final_config_dict = {"model": "SASRec"}
 
 
 def load_tiny_dataset(tmp_path, rows=ROWS, load_col=None):
@@ -42,16 +35,12 @@ def test_numpy_aliases_let_recbole_config_construct(monkeypatch):
     assert config["model"] == "BPR"
 
 
-def test_trainer_torch_load_accepts_recbole_checkpoint(tmp_path):
+def test_recbole_keeps_safe_torch_load():
+    """No global switch to weights_only=False: RecBole's modules see torch itself (the plugin's checkpoints are
+    plain data; see tests/test_checkpoints.py)."""
     import recbole.trainer.trainer as trainer_module
 
-    path = tmp_path / "model.pth"
-    torch.save({"config": CheckpointConfig(), "state_dict": {"w": torch.ones(2)}}, path)
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(path)  # torch >= 2.6 default: weights_only=True
-    checkpoint = trainer_module.torch.load(path, map_location="cpu")
-    assert isinstance(checkpoint["config"], CheckpointConfig)
-    assert torch.equal(checkpoint["state_dict"]["w"], torch.ones(2))
+    assert trainer_module.torch is torch
 
 
 def test_empty_token_seq_cell_loads_as_empty_sequence(tmp_path):
@@ -85,8 +74,6 @@ def test_dataset_load_emits_no_chained_assignment_warning(tmp_path):
 def test_importing_recbole_sequential_models_leaves_anomaly_detection_off():
     """RecBole's SINE module enables anomaly detection process-wide on import; compat switches it back off."""
     import importlib
-
-    import recbole_mamba  # noqa: F401  (applies the fixes)
 
     importlib.import_module("recbole.model.sequential_recommender")
     assert not torch.is_anomaly_enabled()

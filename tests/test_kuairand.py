@@ -10,15 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from recbole_mamba.data.kuairand import (
-    KUAIRAND_COLUMNS,
-    KuaiRandFormatError,
-    convert,
-    find_log_files,
-    inter_file_stats,
-    main,
-    repeat_stats,
-)
+from recbole_mamba.data.converter_common import inter_file_stats, repeat_stats
+from recbole_mamba.data.kuairand import KUAIRAND_COLUMNS, KuaiRandFormatError, convert, find_log_files, main
 from recbole_mamba.data.synthetic_kuairand import SyntheticConfig, generate
 from recbole_mamba.data.synthetic_marker import is_synthetic, synthetic_description
 

@@ -64,7 +64,7 @@ def test_config_layers_and_priority(tmp_path, monkeypatch):
                     config_dict={"stopping_step": 7, "learning_rate": 0.25}, cmd_args=["--learning_rate=0.125"])
     assert (config["epochs"], config["eval_step"], config["stopping_step"]) == (2, 5, 7)  # later file, then dict
     assert config["learning_rate"] == 0.125  # command line beats the dict
-    assert config["load_col"] == {"inter": ["user_id", "item_id", "timestamp"]}  # properties/dataset/ml-100k.yaml
+    assert config["load_col"]["inter"] == ["user_id", "item_id", "rating", "timestamp"]  # RecBole's ml-100k.yaml
     assert config["show_progress"] is False  # properties/overall.yaml
     assert config["n_layers"] == 2  # RecBole's SASRec.yaml
     assert config["checkpoint_dir"] == str(REPO_ROOT / "saved")  # repo-relative, not cwd-relative

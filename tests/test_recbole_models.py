@@ -46,7 +46,7 @@ def test_dok_matrix_update_stores_the_given_entries():
         ("LightGCN", {"n_layers": 1}),
         ("NGCF", {"hidden_size_list": [8]}),
         ("GRU4Rec", {"hidden_size": 8, "MAX_ITEM_LIST_LENGTH": 20}),
-        ("CKE", {"kg_embedding_size": 8, "load_col": KG_LOAD_COL}),
+        ("CKE", {"kg_embedding_size": 8}),
     ],
 )
 def test_recbole_model_trains_one_epoch(model, options, checkpoint_dir):
@@ -58,7 +58,5 @@ def test_recbole_model_trains_one_epoch(model, options, checkpoint_dir):
     assert all(math.isfinite(value) and 0 <= value <= 1 for value in metrics.values()), metrics
 
 
-@pytest.mark.xfail(strict=True, reason="properties/overall.yaml's load_col replaces RecBole's knowledge_base.yaml "
-                                        "one: knowledge-aware models get no kg/link files unless load_col is given")
 def test_knowledge_aware_models_load_the_knowledge_graph_by_default():
     assert {"kg", "link"} <= set(Config("CKE", "ml-100k")["load_col"])

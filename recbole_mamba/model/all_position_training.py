@@ -1,19 +1,49 @@
 """All-position (seq2seq) training for sequential models that expose ``forward_all``.
 
 A model mixing in :class:`AllPositionTraining` before RecBole's ``SequentialRecommender`` trains on RecBole's usual
-batches (loss at the last position: ``POS_ITEM_ID``, plus ``NEG_ITEM_ID`` for BPR) and on the lifelong dataloader's
-seq2seq batches (``fields.TARGET_ITEM_LIST`` present: loss at every position whose target is not 0, averaged over
-them; BPR takes ``fields.NEG_ITEM_LIST``). The CE over all items is built in slices of at most ``ce_slice_logits``
-logits, forward and backward, so memory stays bounded for long sequences and large catalogues.
+batches (loss at the last position: ``POS_ITEM_ID``, plus ``NEG_ITEM_ID`` for BPR/BCE) and on the lifelong
+dataloader's seq2seq batches (``fields.TARGET_ITEM_LIST`` present: loss at every position whose target is not 0,
+averaged over them; BPR/BCE take ``fields.NEG_ITEM_LIST``, one negative per position).
 
-The model provides ``forward_all(item_seq) -> (batch, L, H)``, ``item_embedding`` (scores are dot products with
-it), ``loss_type`` ("CE" or "BPR") and, for BPR, ``loss_fct``; the mixin derives ``forward`` from ``forward_all``.
-Config key: ``ce_slice_logits`` (default in ``properties/overall.yaml``).
+Losses (``loss_type``):
+
+- ``CE``: softmax over all items, built in slices of at most ``ce_slice_logits`` logits, forward and backward, so
+  memory stays bounded for long sequences and large catalogues; its cost grows with the catalogue.
+- ``sampled_softmax``: softmax over the positive and ``num_negatives`` negatives shared by the batch, drawn here
+  (RecBole's sampler is not involved) ``uniform``\\ly or by ``popularity`` (target counts of the training split)
+  (``negative_distribution``). A negative's logit is corrected by ``-log(num_negatives * q)``, ``q`` its sampling
+  probability (log-Q correction, Yi et al., RecSys 2019), so the negatives estimate the full softmax's
+  normaliser; a negative equal to a row's positive is masked out of that row.
+- ``BPR``: ``-log sigmoid(pos - neg)`` with one sampled negative.
+- ``BCE``: ``-log sigmoid(pos) - log sigmoid(-neg)`` with one sampled negative (SASRec's and the RecMamba paper's).
+
+``sparse_item_embedding`` (``auto``, True, False): the item embedding gets sparse gradients (only the rows a step
+touches), which the trainer (:class:`recbole_mamba.quick_start.trainer.SafeTraining`) updates with a sparse
+optimizer; ``auto`` turns it on when possible for catalogues of at least ``sparse_item_embedding_min_items`` items.
+
+The model provides ``forward_all(item_seq) -> (batch, L, H)`` and ``item_embedding`` (scores are dot products with
+it); the mixin derives ``forward``, the losses, ``predict``, ``full_sort_predict`` and ``full_sort_scores`` (full
+ranking in slices of items, for the trainer's bounded-memory evaluation). Config keys (defaults in
+``properties/overall.yaml``): ``loss_type``, ``ce_slice_logits``, ``num_negatives``, ``negative_distribution``,
+``sparse_item_embedding``, ``sparse_item_embedding_min_items``.
 """
 
+import math
+
 import torch
+import torch.nn.functional as F
+from recbole.model.loss import BPRLoss
 
 from recbole_mamba.data import fields
+from recbole_mamba.errors import InputError, check_choice
+
+LOSS_TYPES = ("CE", "BPR", "sampled_softmax", "BCE")
+# The RecBole loss type each one is fed like: CE -> pointwise batches, no sampled negatives; BPR -> pairwise
+# batches with NEG_ITEM_ID (RecBole's Config and its SASRec/GRU4Rec constructors know only these two).
+RECBOLE_LOSS_TYPES = {"CE": "CE", "BPR": "BPR", "sampled_softmax": "CE", "BCE": "BPR"}
+PAIRWISE_LOSSES = ("BPR", "BCE")  # one sampled negative per target, from the dataloader
+NEGATIVE_DISTRIBUTIONS = ("uniform", "popularity")
+SPARSE_CHOICES = ("auto", True, False)
 
 
 class _SlicedSoftmaxCrossEntropy(torch.autograd.Function):
@@ -69,37 +99,137 @@ def sliced_cross_entropy(hidden, weight, targets, max_logits):
     return _SlicedSoftmaxCrossEntropy.apply(hidden, weight, targets, rows)
 
 
+def sampled_softmax_loss(hidden, positive_emb, positives, negative_emb, negatives, negative_log_q):
+    """Per-row loss of the softmax over each row's positive and the shared negatives, log-Q corrected.
+
+    hidden (rows, H), positive_emb (rows, H), positives (rows,), negative_emb (N, H), negatives (N,),
+    negative_log_q (N,) log sampling probabilities -> (rows,). Negative logits get ``-log(N * q)``; negatives equal
+    to the row's positive are left out of that row.
+    """
+    positive_logit = (hidden * positive_emb).sum(-1, keepdim=True)
+    correction = negative_log_q + math.log(negatives.shape[0])
+    negative_logits = (hidden @ negative_emb.T - correction).masked_fill(negatives == positives[:, None], -math.inf)
+    logits = torch.cat([positive_logit, negative_logits], dim=1)
+    return torch.logsumexp(logits, dim=1) - positive_logit.squeeze(1)
+
+
+def use_sparse_item_embedding(config, n_items):
+    """Whether the item embedding takes sparse gradients: ``sparse_item_embedding`` checked against what it needs.
+
+    True needs a loss that reads only some items' embeddings (not CE), a learner with a sparse optimizer
+    (``SafeTraining``'s ``SPARSE_OPTIMIZERS``), no ``weight_decay`` and no ``clip_grad_norm`` (torch's clipping
+    takes no sparse gradients); if one is missing, True is an :class:`InputError` and ``auto`` stays dense.
+    ``auto`` is sparse from ``sparse_item_embedding_min_items`` items on.
+    """
+    from recbole_mamba.quick_start.trainer import SPARSE_OPTIMIZERS
+
+    choice = check_choice("sparse_item_embedding", config["sparse_item_embedding"], SPARSE_CHOICES)
+    if choice is False:
+        return False
+    learner = str(config["learner"]).lower()
+    blockers = [
+        (config["loss_type"] == "CE", "loss_type CE reads every item's embedding", "loss_type sampled_softmax"),
+        (learner not in SPARSE_OPTIMIZERS, f"learner {learner} has no sparse optimizer",
+         f"learner {' or '.join(SPARSE_OPTIMIZERS)}"),
+        (bool(config["weight_decay"]), "the sparse optimizers take no weight_decay", "weight_decay 0"),
+        (bool(config["clip_grad_norm"]), "clip_grad_norm does not take sparse gradients", "clip_grad_norm ~"),
+    ]
+    blocked = [(problem, fix) for blocks, problem, fix in blockers if blocks]
+    if choice == "auto":
+        return not blocked and n_items >= config["sparse_item_embedding_min_items"]
+    if blocked:
+        problem, fix = blocked[0]
+        raise InputError("sparse_item_embedding", f"True, but {problem}",
+                         f"set {fix}, or sparse_item_embedding auto or False")
+    return True
+
+
+class _RecBoleLossView:
+    """``config`` as RecBole's SASRec/GRU4Rec constructors read it: each loss type reads as the RecBole one it is
+    fed like (they accept only CE and BPR, and only build a loss module this mixin does not use)."""
+
+    def __init__(self, config):
+        self._config = config
+
+    def __getitem__(self, key):
+        value = self._config[key]
+        return RECBOLE_LOSS_TYPES.get(value, value) if key == "loss_type" else value
+
+
 class AllPositionTraining:
-    """``forward``, loss, ``predict`` and ``full_sort_predict`` for a model with ``forward_all``; see the module
-    docstring."""
+    """``forward``, losses, ``predict`` and full ranking for a model with ``forward_all``; see the module
+    docstring. A model builds its ``item_embedding`` with ``sparse=self.sparse_item_embedding``."""
+
+    OPTION_CHOICES = {"loss_type": LOSS_TYPES, "negative_distribution": NEGATIVE_DISTRIBUTIONS,
+                      "sparse_item_embedding": SPARSE_CHOICES}  # also checked before a run starts
+    RECBOLE_LOSS_TYPES = RECBOLE_LOSS_TYPES  # read by recbole_mamba.quick_start.Config
 
     def __init__(self, config, dataset):
-        super().__init__(config, dataset)
+        loss_type = check_choice("loss_type", config["loss_type"], LOSS_TYPES)
+        super().__init__(_RecBoleLossView(config), dataset)
+        self.loss_type = loss_type
+        self.loss_fct = BPRLoss() if loss_type == "BPR" else None
         self.ce_slice_logits = config["ce_slice_logits"]
+        self.sparse_item_embedding = use_sparse_item_embedding(config, self.n_items)
+        self.num_negatives = config["num_negatives"]
+        self.negative_distribution = check_choice("negative_distribution", config["negative_distribution"],
+                                                  NEGATIVE_DISTRIBUTIONS)
+        # popularity sampling: cumulative target counts of the training split (item 0, padding, counts 0)
+        self.register_buffer("negative_cdf", self._popularity_cdf(dataset), persistent=False)
+
+    def _popularity_cdf(self, dataset):
+        if self.loss_type != "sampled_softmax" or self.negative_distribution != "popularity":
+            return None
+        counts = torch.zeros(self.n_items, dtype=torch.float64)
+        for item, count in dataset.counter(self.ITEM_ID).items():
+            counts[int(item)] = count
+        counts[0] = 0
+        if not counts.sum() > 0:
+            raise InputError("negative_distribution", "popularity, but the training split has no item counts",
+                             "use negative_distribution uniform")
+        return counts.cumsum(0)
+
+    def sample_negatives(self):
+        """``num_negatives`` item ids (never 0) shared by the batch and their log sampling probabilities."""
+        device = self.item_embedding.weight.device
+        if self.negative_cdf is None:
+            negatives = torch.randint(1, self.n_items, (self.num_negatives,), device=device)
+            return negatives, torch.full(negatives.shape, -math.log(self.n_items - 1), device=device)
+        cdf = self.negative_cdf
+        draws = torch.rand(self.num_negatives, dtype=cdf.dtype, device=device) * cdf[-1]
+        negatives = torch.searchsorted(cdf, draws, right=True).clamp_(max=self.n_items - 1)
+        counts = cdf[negatives] - cdf[negatives - 1]
+        return negatives, (counts.log() - cdf[-1].log()).float()
 
     def forward(self, item_seq, item_seq_len):
         """The hidden state after the last real item: (batch, H) at position ``item_seq_len - 1``."""
         return self.gather_indexes(self.forward_all(item_seq), item_seq_len - 1)
 
     def _loss(self, hidden, pos_items, neg_items=None):
-        """Mean loss of hidden (rows, H) against pos_items (rows,) (and neg_items for BPR)."""
-        weight = self.item_embedding.weight
+        """Mean loss of hidden (rows, H) against pos_items (rows,) (and neg_items for BPR/BCE)."""
+        if self.loss_type == "CE":
+            return sliced_cross_entropy(hidden, self.item_embedding.weight, pos_items, self.ce_slice_logits).mean()
+        hidden = hidden.float()
+        pos_emb = self.item_embedding(pos_items).float()
+        if self.loss_type == "sampled_softmax":
+            negatives, log_q = self.sample_negatives()
+            return sampled_softmax_loss(hidden, pos_emb, pos_items, self.item_embedding(negatives).float(),
+                                        negatives, log_q).mean()
+        pos_score = (hidden * pos_emb).sum(-1)
+        neg_score = (hidden * self.item_embedding(neg_items).float()).sum(-1)
         if self.loss_type == "BPR":
-            hidden = hidden.float()
-            pos_score = (hidden * self.item_embedding(pos_items).float()).sum(-1)
-            neg_score = (hidden * self.item_embedding(neg_items).float()).sum(-1)
             return self.loss_fct(pos_score, neg_score)
-        return sliced_cross_entropy(hidden, weight, pos_items, self.ce_slice_logits).mean()
+        return (F.softplus(-pos_score) + F.softplus(neg_score)).mean()  # BCE: -log s(pos) - log(1 - s(neg))
 
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         if fields.TARGET_ITEM_LIST in interaction:
             return self.calculate_seq2seq_loss(interaction)
         neg_items = None
-        if self.loss_type == "BPR":
+        if self.loss_type in PAIRWISE_LOSSES:
             if self.NEG_ITEM_ID not in interaction:
-                raise ValueError(f"loss_type BPR needs sampled negatives ({self.NEG_ITEM_ID}) in the batch: set "
-                                 f"train_neg_sample_args, e.g. {{distribution: uniform, sample_num: 1}}")
+                raise ValueError(f"loss_type {self.loss_type} needs sampled negatives ({self.NEG_ITEM_ID}) in the "
+                                 f"batch: set train_neg_sample_args, e.g. {{distribution: uniform, sample_num: 1}}")
             neg_items = interaction[self.NEG_ITEM_ID]
         seq_output = self.forward(item_seq, interaction[self.ITEM_SEQ_LEN])
         return self._loss(seq_output, interaction[self.POS_ITEM_ID], neg_items)
@@ -115,18 +245,32 @@ class AllPositionTraining:
         if not bool(valid.any()):
             return hidden.sum() * 0.0  # nothing to learn from; keeps the graph for backward()
         neg_items = None
-        if self.loss_type == "BPR":
+        if self.loss_type in PAIRWISE_LOSSES:
             if fields.NEG_ITEM_LIST not in interaction:
-                raise ValueError(f"loss_type BPR with {fields.TARGET_ITEM_LIST} needs {fields.NEG_ITEM_LIST} "
-                                 f"(one negative per position) in the batch")
+                raise ValueError(f"loss_type {self.loss_type} with {fields.TARGET_ITEM_LIST} needs "
+                                 f"{fields.NEG_ITEM_LIST} (one negative per position) in the batch")
             neg_items = interaction[fields.NEG_ITEM_LIST][valid]
         return self._loss(hidden[valid], targets[valid], neg_items)
 
     def predict(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        test_item_emb = self.item_embedding(interaction[self.ITEM_ID])
-        return (seq_output * test_item_emb).sum(dim=-1)
+        """Scores of ``ITEM_ID``; rows sharing a ``fields.SEQ_GROUP`` (sampled evaluation) are encoded once."""
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        if fields.SEQ_GROUP in interaction:
+            groups, rows = torch.unique(interaction[fields.SEQ_GROUP], return_inverse=True)
+            first = torch.full((len(groups),), len(rows), device=rows.device).scatter_reduce_(
+                0, rows, torch.arange(len(rows), device=rows.device), "amin")
+            seq_output = self.forward(item_seq[first], item_seq_len[first])[rows]
+        else:
+            seq_output = self.forward(item_seq, item_seq_len)
+        return (seq_output * self.item_embedding(interaction[self.ITEM_ID])).sum(dim=-1)
 
     def full_sort_predict(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return seq_output @ self.item_embedding.weight.T
+
+    def full_sort_scores(self, interaction, items_per_slice):
+        """``full_sort_predict`` in slices of the catalogue: yields (first item id, scores (batch, slice))."""
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        weight = self.item_embedding.weight
+        for start in range(0, weight.shape[0], items_per_slice):
+            yield start, seq_output @ weight[start:start + items_per_slice].T

@@ -6,7 +6,11 @@ from recbole_mamba.model.all_position_training import AllPositionTraining
 
 
 class GRU4RecAllPositions(AllPositionTraining, GRU4Rec):
-    """RecBole's GRU4Rec, same parameters and outputs, with :class:`AllPositionTraining`'s seq2seq loss."""
+    """RecBole's GRU4Rec, same parameters and outputs, with :class:`AllPositionTraining`'s losses."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.item_embedding.sparse = self.sparse_item_embedding
 
     def forward_all(self, item_seq):
         """Hidden states at every position: (batch, L, embedding_size)."""

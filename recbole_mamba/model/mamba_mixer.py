@@ -11,6 +11,11 @@ A state dict of ``mamba_ssm.modules.mamba_simple.Mamba`` (with ``bias=False, con
 - ``"auto"``: each CUDA kernel that imports when the module sits on a GPU, PyTorch otherwise.
 
 Which path actually ran is logged once per process (per distinct path).
+
+Recurrent inference: :meth:`MambaMixer.prefill` runs the sequence and returns each sequence's state after its real
+inputs (right padding ignored): the conv window (``"conv"``, the last ``d_conv - 1`` conv inputs) and the SSM state
+(``"ssm"``); :meth:`MambaMixer.step` consumes one more input per sequence in O(1). Prefill then steps equals the
+forward over the whole sequence.
 """
 
 import functools
@@ -21,7 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_mamba.ops import causal_conv1d_torch, check_backend, resolve_kernels, selective_scan_fn
+from recbole_mamba.ops import (
+    causal_conv1d_step,
+    causal_conv1d_torch,
+    check_backend,
+    resolve_kernels,
+    selective_scan_fn,
+    selective_state_update,
+)
 
 _logger = logging.getLogger(__name__)
 _logged_paths = set()
@@ -115,30 +127,78 @@ class MambaMixer(nn.Module):
             log_backend_once(f"mamba backend: {self._kernels[key].describe()}")
         return self._kernels[key]
 
-    def forward(self, hidden_states):
-        """hidden_states (batch, L, d_model) -> (batch, L, d_model)."""
-        kernels = self.kernels(hidden_states.device)
+    def _ssm_parameters(self):
+        """A, D and the delta bias as the scan takes them (at least float32)."""
         A = -torch.exp(_at_least_float32(self.A_log))
-        D, delta_bias = _at_least_float32(self.D), _at_least_float32(self.dt_proj.bias)
-        # (batch, 2 * d_inner, L), L contiguous (the layout mamba-ssm's kernels want)
+        return A, _at_least_float32(self.D), _at_least_float32(self.dt_proj.bias)
+
+    def _in_projection(self, hidden_states):
+        """(batch, L, d_model) -> xz (batch, 2 * d_inner, L), L contiguous (the layout mamba-ssm's kernels want)."""
         xz = torch.matmul(self.in_proj.weight, hidden_states.transpose(1, 2))
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias.to(xz.dtype)[:, None]
-        if kernels.inner is not None:
-            return kernels.inner(
-                xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
-                self.out_proj.weight, self.out_proj.bias, A, None, None, D, delta_bias=delta_bias, delta_softplus=True,
-            )
+        return xz
 
-        x, z = xz.chunk(2, dim=1)
+    def _scan_inputs(self, x, kernels):
+        """x (batch, d_inner, L) before the conv -> the scan's u, delta (bias not added), B and C."""
         conv = kernels.conv or causal_conv1d_torch
         x = conv(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
         x_dbl = F.linear(x.transpose(1, 2), self.x_proj.weight)  # (batch, L, dt_rank + 2N)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = torch.matmul(self.dt_proj.weight, dt.transpose(1, 2))  # (batch, d_inner, L); bias in the scan
-        B = B.transpose(1, 2).contiguous()  # (batch, N, L)
-        C = C.transpose(1, 2).contiguous()
+        return x, delta, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # B, C: (batch, N, L)
+
+    def forward(self, hidden_states):
+        """hidden_states (batch, L, d_model) -> (batch, L, d_model)."""
+        kernels = self.kernels(hidden_states.device)
+        A, D, delta_bias = self._ssm_parameters()
+        xz = self._in_projection(hidden_states)
+        if kernels.inner is not None:
+            return kernels.inner(
+                xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
+                self.out_proj.weight, self.out_proj.bias, A, None, None, D, delta_bias=delta_bias, delta_softplus=True,
+            )
+        x, z = xz.chunk(2, dim=1)
+        x, delta, B, C = self._scan_inputs(x, kernels)
         # both scans compute in float32 whatever the input dtype (autocast too) and return y in x's dtype
         scan = kernels.scan or _torch_scan
         y = scan(x, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=True)
         return F.linear(y.transpose(1, 2), self.out_proj.weight, self.out_proj.bias)
+
+    def prefill(self, hidden_states, lengths):
+        """The forward, plus each sequence's state after its first ``lengths`` inputs (for inference).
+
+        hidden_states (batch, L, d_model), right-padded after ``lengths`` (batch,) real inputs, 1 <= lengths <= L.
+        Returns (output (batch, L, d_model), state): ``state["conv"]`` (batch, d_inner, d_conv - 1) holds the last
+        ``d_conv - 1`` conv inputs (zeros before the start), ``state["ssm"]`` (batch, d_inner, d_state) the SSM state
+        at position ``lengths - 1`` (float32). Outputs at the padding positions are not those of :meth:`forward`.
+        """
+        kernels = self.kernels(hidden_states.device)
+        A, D, delta_bias = self._ssm_parameters()
+        x, z = self._in_projection(hidden_states).chunk(2, dim=1)
+        width = self.d_conv - 1
+        window_index = lengths[:, None] + torch.arange(width, device=x.device)  # in x padded by width zeros
+        window = F.pad(x, (width, 0)).gather(2, window_index[:, None, :].expand(-1, x.shape[1], -1))
+        x, delta, B, C = self._scan_inputs(x, kernels)
+        # softplus(-inf) = 0 at the padding: the state neither decays nor takes input there, so the scan's last
+        # state is the state at lengths - 1
+        padding = torch.arange(x.shape[-1], device=x.device) >= lengths[:, None]
+        delta = delta.masked_fill(padding[:, None, :], float("-inf"))
+        scan = kernels.scan or _torch_scan
+        y, last_state = scan(x, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=True,
+                             return_last_state=True)
+        output = F.linear(y.transpose(1, 2), self.out_proj.weight, self.out_proj.bias)
+        return output, {"conv": window, "ssm": last_state}
+
+    def step(self, hidden_states, state):
+        """One more input per sequence: hidden_states (batch, d_model) and the state after the previous inputs (from
+        :meth:`prefill` or :meth:`step`) -> (output (batch, d_model), the next state). ``state`` is not modified."""
+        A, D, delta_bias = self._ssm_parameters()
+        x, z = F.linear(hidden_states, self.in_proj.weight, self.in_proj.bias).chunk(2, dim=-1)
+        x, window = causal_conv1d_step(x, state["conv"], self.conv1d.weight.squeeze(1), self.conv1d.bias,
+                                       activation="silu")
+        dt, B, C = torch.split(F.linear(x, self.x_proj.weight), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        ssm = state["ssm"].clone()
+        y = selective_state_update(ssm, x, F.linear(dt, self.dt_proj.weight), A, B, C, D, z=z, dt_bias=delta_bias,
+                                   dt_softplus=True, backend=self.backend)
+        return F.linear(y, self.out_proj.weight, self.out_proj.bias), {"conv": window, "ssm": ssm}

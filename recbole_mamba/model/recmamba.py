@@ -9,19 +9,28 @@ Two block styles (``block_style``):
 
 Training signal:
 
-- RecBole's usual batches: the loss at the last position (``POS_ITEM_ID``; ``NEG_ITEM_ID`` for BPR).
+- RecBole's usual batches: the loss at the last position (``POS_ITEM_ID``; ``NEG_ITEM_ID`` for BPR and BCE).
 - seq2seq batches from the lifelong dataloader (``fields.TARGET_ITEM_LIST`` present): the loss at every position
-  whose target is not 0, averaged over those positions (BPR takes ``fields.NEG_ITEM_LIST``, one negative per
-  position). The CE over all items is computed in slices of at most ``ce_slice_logits`` logits, forward and
-  backward, so memory stays bounded for long sequences and large catalogues.
+  whose target is not 0, averaged over those positions (BPR and BCE take ``fields.NEG_ITEM_LIST``, one negative per
+  position).
+- ``loss_type``: CE (all items, in slices of ``ce_slice_logits`` logits), sampled_softmax, BPR or BCE; a sparse
+  item embedding (``sparse_item_embedding``) for large catalogues: see
+  :mod:`recbole_mamba.model.all_position_training`.
 
 The model is causal: the output at a position depends only on the items up to it, so RecBole's right padding
 never leaks into real positions.
+
+Serving (recurrent inference, in eval mode): :meth:`RecMamba.prefill` turns histories into user representations and
+per-user states (a dict of tensors, batch first: ``"length"`` and each layer's conv window and SSM state, see
+:meth:`~recbole_mamba.model.mamba_mixer.MambaMixer.prefill`); :meth:`RecMamba.step` folds new interactions into a
+state in O(1) time per event, whatever the history's length. ``{key: value[i:i + 1] for key, value in
+state.items()}`` is user ``i``'s state; ``torch.save`` and ``torch.load(weights_only=True)`` keep it.
 """
+
+import torch
 
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.model.loss import BPRLoss
 from torch import nn
 
 from recbole_mamba.errors import check_choice
@@ -30,7 +39,6 @@ from recbole_mamba.model.mamba_mixer import MambaMixer
 from recbole_mamba.ops.backends import check_backend
 
 BLOCK_STYLES = ("paper", "mamba4rec")
-LOSS_TYPES = ("CE", "BPR")
 LAYER_NORM_EPS = 1e-12  # Mamba4Rec's (and RecBole SASRec's) LayerNorm epsilon
 
 
@@ -59,19 +67,32 @@ class Mamba4RecLayer(nn.Module):
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
         self.ffn = FeedForward(hidden_size, 4 * hidden_size, dropout_prob)
 
+    def _after_mamba(self, mamba_out, x):
+        return self.ffn(self.LayerNorm(self.dropout(mamba_out) + x))
+
     def forward(self, x):
-        return self.ffn(self.LayerNorm(self.dropout(self.mamba(x)) + x))
+        return self._after_mamba(self.mamba(x), x)
+
+    def prefill(self, x, lengths):
+        """:meth:`MambaMixer.prefill` through the whole layer: (output, the Mamba state)."""
+        mamba_out, state = self.mamba.prefill(x, lengths)
+        return self._after_mamba(mamba_out, x), state
+
+    def step(self, x, state):
+        """:meth:`MambaMixer.step` through the whole layer: x (batch, hidden) -> (output, the next state)."""
+        mamba_out, state = self.mamba.step(x, state)
+        return self._after_mamba(mamba_out, x), state
 
 
 class RecMamba(AllPositionTraining, SequentialRecommender):
     """Mamba sequential recommender; see the module docstring for the block styles and training modes.
 
     Like RecBole's SASRec/GRU4Rec, the class sets no ``input_type``: RecBole then derives ``MODEL_INPUT_TYPE`` from
-    ``loss_type`` (CE: pointwise, no sampled negatives; BPR: pairwise, ``NEG_ITEM_ID`` in every batch). A fixed
-    POINTWISE would make RecBole's sampler emit labelled rows instead of ``NEG_ITEM_ID`` under BPR.
+    ``loss_type`` (CE, sampled_softmax: pointwise, no sampled negatives; BPR, BCE: pairwise, ``NEG_ITEM_ID`` in
+    every batch). A fixed POINTWISE would make RecBole's sampler emit labelled rows instead of ``NEG_ITEM_ID``.
     """
 
-    OPTION_CHOICES = {"block_style": BLOCK_STYLES, "loss_type": LOSS_TYPES}  # also checked before a run starts
+    OPTION_CHOICES = {**AllPositionTraining.OPTION_CHOICES, "block_style": BLOCK_STYLES}  # checked before a run too
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -82,13 +103,13 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
         self.expand = config["expand"]
         self.dropout_prob = config["dropout_prob"]
         self.block_style = check_choice("block_style", config["block_style"], BLOCK_STYLES)
-        self.loss_type = check_choice("loss_type", config["loss_type"], LOSS_TYPES)
         self.mamba_backend = check_backend(config["mamba_backend"])
         self.initializer_range = config["initializer_range"]
         use_position = config["position_embedding"]
         self.use_position_embedding = (self.block_style == "paper") if use_position is None else bool(use_position)
 
-        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
+        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0,
+                                           sparse=self.sparse_item_embedding)
         self.position_embedding = (
             nn.Embedding(self.max_seq_length, self.hidden_size) if self.use_position_embedding else None
         )
@@ -102,7 +123,6 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
             self.layers = nn.ModuleList(
                 Mamba4RecLayer(self.hidden_size, self.dropout_prob, **mixer_args) for _ in range(self.num_layers)
             )
-        self.loss_fct = BPRLoss() if self.loss_type == "BPR" else None
         # Mamba layers keep Mamba's own initialisation (dt_proj bias, A_log, D, PyTorch's default for projections)
         in_mixers = {id(m) for mixer in self.modules() if isinstance(mixer, MambaMixer) for m in mixer.modules()}
         for module in self.modules():
@@ -123,20 +143,69 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
             module.weight.data.fill_(1.0)
             module.bias.data.zero_()
 
+    def _check_positions(self, length):
+        """Sequences of ``length`` items must fit the position embedding, where there is one."""
+        if self.position_embedding is not None and length > self.max_seq_length:
+            raise ValueError(
+                f"sequence length {length} exceeds MAX_ITEM_LIST_LENGTH={self.max_seq_length}, the size of "
+                f"the position embedding"
+            )
+
+    def _embed(self, items, positions):
+        """The layers' input for ``items`` at ``positions`` (broadcast against items): embedding(s), dropout, LN."""
+        hidden = self.item_embedding(items)
+        if self.position_embedding is not None:
+            hidden = hidden + self.position_embedding(positions)
+        hidden = self.dropout(hidden)
+        return hidden if self.LayerNorm is None else self.LayerNorm(hidden)
+
     def forward_all(self, item_seq):
         """Hidden states at every position: item_seq (batch, L) -> (batch, L, hidden_size), causal."""
-        hidden = self.item_embedding(item_seq)
-        if self.position_embedding is not None:
-            length = item_seq.shape[1]
-            if length > self.max_seq_length:
-                raise ValueError(
-                    f"sequence length {length} exceeds MAX_ITEM_LIST_LENGTH={self.max_seq_length}, the size of "
-                    f"the position embedding"
-                )
-            hidden = hidden + self.position_embedding.weight[:length]
-        hidden = self.dropout(hidden)
-        if self.LayerNorm is not None:
-            hidden = self.LayerNorm(hidden)
+        self._check_positions(item_seq.shape[1])
+        hidden = self._embed(item_seq, torch.arange(item_seq.shape[1], device=item_seq.device))
         for layer in self.layers:
             hidden = layer(hidden)
         return hidden
+
+    @torch.no_grad()
+    def prefill(self, item_seq, item_seq_len):
+        """User representations and states after right-padded histories (inference; call in eval mode).
+
+        item_seq (batch, L), item_seq_len (batch,), 1 <= item_seq_len <= L. Returns (representation (batch,
+        hidden_size), equal to :meth:`forward`'s, state): the state holds ``"length"`` (item_seq_len) and, for layer
+        ``i``, ``"layer<i>.conv"`` and ``"layer<i>.ssm"``.
+        """
+        if not bool(((item_seq_len >= 1) & (item_seq_len <= item_seq.shape[1])).all()):
+            raise ValueError(f"item_seq_len must be in [1, {item_seq.shape[1]}] (the history length)")
+        self._check_positions(item_seq.shape[1])
+        hidden = self._embed(item_seq, torch.arange(item_seq.shape[1], device=item_seq.device))
+        state = {"length": item_seq_len.clone()}
+        for index, layer in enumerate(self.layers):
+            hidden, layer_state = layer.prefill(hidden, item_seq_len)
+            state.update({f"layer{index}.{name}": value for name, value in layer_state.items()})
+        return self.gather_indexes(hidden, item_seq_len - 1), state
+
+    @torch.no_grad()
+    def step(self, state, item_ids):
+        """Fold new interactions into users' states: O(1) per event, whatever the history's length.
+
+        item_ids (batch,) (one new item per user) or (batch, k) (k items each, oldest first). Returns
+        (representation after the last of them, the next state); ``state`` is not modified. Equals :meth:`prefill`
+        (and :meth:`forward`) over the histories extended by the new items; with a position embedding (paper
+        style) the positions continue from ``state["length"]``, up to ``MAX_ITEM_LIST_LENGTH``.
+        """
+        columns = (item_ids.unsqueeze(1) if item_ids.dim() == 1 else item_ids).unbind(1)
+        if not columns:
+            raise ValueError("step needs at least one new item per user")
+        for items in columns:
+            positions = state["length"]
+            if self.position_embedding is not None:
+                self._check_positions(int(positions.max()) + 1)
+            hidden = self._embed(items, positions)
+            next_state = {"length": positions + 1}
+            for index, layer in enumerate(self.layers):
+                names = ("conv", "ssm")
+                hidden, layer_state = layer.step(hidden, {name: state[f"layer{index}.{name}"] for name in names})
+                next_state.update({f"layer{index}.{name}": layer_state[name] for name in names})
+            state = next_state
+        return hidden, state

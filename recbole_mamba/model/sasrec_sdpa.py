@@ -39,6 +39,7 @@ class SASRecSDPA(AllPositionTraining, SASRec):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        self.item_embedding.sparse = self.sparse_item_embedding
         for layer in self.trm_encoder.layer:
             layer.multi_head_attention.__class__ = CausalSDPAttention  # same parameters, fused forward
 

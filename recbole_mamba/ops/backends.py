@@ -1,7 +1,7 @@
 """Choosing between the fused CUDA kernels (mamba-ssm, causal-conv1d) and the pure-PyTorch implementations.
 
 :func:`check_backend` validates a ``mamba_backend`` value; :func:`resolve_kernels` turns a backend and a device into
-the functions to call. The CUDA packages cannot even be imported without their compiled extensions, so they are
+the functions to call, :func:`resolve_state_update` into the one-step SSM update of recurrent inference. The CUDA packages cannot even be imported without their compiled extensions, so they are
 imported lazily, only for a CUDA device, and the outcome is cached.
 """
 
@@ -22,6 +22,7 @@ _CUDA_KERNELS = {  # Kernels field: (module, function, package)
     "conv": ("causal_conv1d", "causal_conv1d_fn", "causal-conv1d"),
     "inner": (_SCAN_MODULE, "mamba_inner_fn", "mamba-ssm"),
 }
+_STATE_UPDATE_KERNEL = ("mamba_ssm.ops.triton.selective_state_update", "selective_state_update")
 _FIX = "set mamba_backend=auto or mamba_backend=torch"
 _logger = logging.getLogger(__name__)
 
@@ -65,19 +66,33 @@ def _load_cuda_function(module_name, function_name):
         return None
 
 
+def _takes_cuda_kernels(backend, device):
+    """Whether ``backend`` looks for CUDA kernels on ``device``; ``cuda`` off a GPU is an InputError."""
+    if check_backend(backend) == "torch":
+        return False
+    device = torch.device(device)
+    if device.type != "cuda" and backend == "cuda":
+        raise InputError("mamba_backend", f"'cuda' needs the model and its inputs on a CUDA GPU (they are on "
+                         f"{device})", f"move the model to the GPU or {_FIX}")
+    return device.type == "cuda"
+
+
+def resolve_state_update(backend, device):
+    """mamba-ssm's Triton ``selective_state_update`` where ``backend`` takes CUDA kernels on ``device`` and it
+    imports; None (the PyTorch step) otherwise, for ``cuda`` too: a step is small, and exact in PyTorch.
+
+    Kept out of :class:`Kernels`, whose fields are the kernels of the full-sequence forward.
+    """
+    return _load_cuda_function(*_STATE_UPDATE_KERNEL) if _takes_cuda_kernels(backend, device) else None
+
+
 def resolve_kernels(backend, device, required="scan"):
     """The :class:`Kernels` that ``backend`` gives on ``device`` (a ``torch.device`` or its name).
 
     "torch": the PyTorch implementations; "auto": each CUDA kernel whose package imports, on a CUDA device; "cuda":
     the same, but a one-line error naming the fix when the ``required`` kernel ("scan" or "conv") cannot run.
     """
-    if check_backend(backend) == "torch":
-        return Kernels()
-    device = torch.device(device)
-    if device.type != "cuda":
-        if backend == "cuda":
-            raise InputError("mamba_backend", f"'cuda' needs the model and its inputs on a CUDA GPU (they are on "
-                             f"{device})", f"move the model to the GPU or {_FIX}")
+    if not _takes_cuda_kernels(backend, device):
         return Kernels()
     found = {name: _load_cuda_function(module, function) for name, (module, function, _) in _CUDA_KERNELS.items()}
     if backend == "cuda" and found[required] is None:

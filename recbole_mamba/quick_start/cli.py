@@ -1,6 +1,7 @@
 """Command line: train and evaluate a recbole-mamba or RecBole model.
 
     python run.py --model=RecMamba --dataset=kuairand [--config_files="a.yaml b.yaml"] [--strict] [--key=value ...]
+    python run.py ... --resume=saved/RecMamba-<date>.pth    (continue an interrupted run from its checkpoint)
     python -m recbole_mamba ...    (or the console script: recbole-mamba ...), same flags
 
 Every other ``--key=value`` is a RecBole/recbole-mamba parameter overriding the yaml files (e.g. ``--epochs=5``).
@@ -16,13 +17,13 @@ import traceback
 from recbole_mamba.errors import InputError
 
 DEFAULTS = {"model": "RecMamba", "dataset": "kuairand"}
-OWN_OPTIONS = ("model", "dataset", "config_files")
+OWN_OPTIONS = ("model", "dataset", "config_files", "resume")
 STRICT_FLAG = "--strict"
 
 
 def parse_args(argv):
-    """Split the command line into run()'s model, dataset, config files, ``--strict`` and the remaining
-    ``--key=value`` args."""
+    """Split the command line into run()'s model, dataset, config files, ``--strict``, the remaining
+    ``--key=value`` args and ``--resume``'s checkpoint (or None)."""
     from recbole_mamba.quick_start.config import parse_cmd_args
 
     strict = STRICT_FLAG in argv
@@ -30,7 +31,7 @@ def parse_args(argv):
     options = {**DEFAULTS, **parse_cmd_args(argv)}  # parse_cmd_args rejects anything but --key=value
     config_files = options.get("config_files", "").split() or None
     rest = [arg for arg in argv if arg[2:].partition("=")[0] not in OWN_OPTIONS]
-    return options["model"], options["dataset"], config_files, rest, strict
+    return options["model"], options["dataset"], config_files, rest, strict, options.get("resume")
 
 
 def main(argv=None):
@@ -40,10 +41,11 @@ def main(argv=None):
         print(__doc__.strip())
         return 0
     try:
-        model, dataset, config_files, cmd_args, strict = parse_args(argv)
+        model, dataset, config_files, cmd_args, strict, resume = parse_args(argv)
         from recbole_mamba.quick_start import run
 
-        result = run(model=model, dataset=dataset, config_file_list=config_files, cmd_args=cmd_args, strict=strict)
+        result = run(model=model, dataset=dataset, config_file_list=config_files, cmd_args=cmd_args, strict=strict,
+                     resume=resume)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

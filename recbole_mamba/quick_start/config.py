@@ -91,9 +91,21 @@ class Config(RecBoleConfig):
                                  "fix the syntax (one 'key: value' per line)") from None
         return super()._load_config_files(file_list)
 
+    def _recbole_loss_type(self, loss_type):
+        """The RecBole loss type (CE or BPR) a plugin model's ``loss_type`` is fed like (``RECBOLE_LOSS_TYPES``)."""
+        known = getattr(self.model_class, "RECBOLE_LOSS_TYPES", {})
+        return known.get(loss_type, loss_type) if isinstance(loss_type, str) else loss_type
+
     def _set_default_parameters(self):
         self.option_warnings = check_options(self, self._strict)
-        super()._set_default_parameters()
+        # RecBole derives MODEL_INPUT_TYPE from CE (pointwise) or BPR (pairwise) only: it sees a plugin loss type
+        # (sampled_softmax, BCE) as the one it is fed like, then the user's value is put back.
+        loss_type = self.final_config_dict.get("loss_type")
+        self.final_config_dict["loss_type"] = self._recbole_loss_type(loss_type)
+        try:
+            super()._set_default_parameters()
+        finally:
+            self.final_config_dict["loss_type"] = loss_type
 
     def _load_cmd_line(self):
         return self._convert_config_dict(parse_cmd_args(self._cmd_args))
@@ -112,21 +124,30 @@ class Config(RecBoleConfig):
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         properties, repo_root = properties_dir(), checkout_root()
-        overall = properties / "overall.yaml"
         # A plugin model that subclasses a RecBole model (SASRecSDPA, ...) starts from its parents' RecBole defaults.
-        lineage = [cls.__name__ for cls in reversed(model_class.__mro__) if cls.__name__ != model] + [model]
+        parents = [cls.__name__ for cls in reversed(model_class.__mro__) if cls.__name__ != model]
+        # (file, kind): "ours"; "recbole", a file RecBole did not load; "recbole-again", one it did load, re-applied
+        # only for the keys our overall.yaml set (RecBole's own order, e.g. knowledge_base.yaml's load_col, stays).
         layers = [
-            (overall, True),
-            *[(RECBOLE_PROPERTIES_DIR / "model" / f"{name}.yaml", False) for name in lineage],
-            (properties / "model" / f"{model}.yaml", True),
-            (RECBOLE_PROPERTIES_DIR / "dataset" / f"{dataset}.yaml", False),
-            (properties / "dataset" / f"{dataset}.yaml", True),
+            (properties / "overall.yaml", "ours"),
+            *[(RECBOLE_PROPERTIES_DIR / "model" / f"{name}.yaml", "recbole") for name in parents],
+            (RECBOLE_PROPERTIES_DIR / "model" / f"{model}.yaml", "recbole-again"),
+            (properties / "model" / f"{model}.yaml", "ours"),
+            (RECBOLE_PROPERTIES_DIR / "dataset" / f"{dataset}.yaml", "recbole-again"),
+            (properties / "dataset" / f"{dataset}.yaml", "ours"),
         ]
-        for path, ours in layers:
+        overall_keys = None
+        for path, kind in layers:
             if not path.is_file():
                 continue
-            values = self._update_internal_config_dict(str(path)) or {}
-            if ours and repo_root is not None:
+            with open(path, encoding="utf-8") as file:
+                values = yaml.load(file.read(), Loader=self.yaml_loader) or {}
+            if overall_keys is None:
+                overall_keys = set(values)
+            if kind == "recbole-again":
+                values = {key: value for key, value in values.items() if key in overall_keys}
+            self.internal_config_dict.update(values)
+            if kind == "ours" and repo_root is not None:
                 for key in REPO_RELATIVE_KEYS:
                     if isinstance(values.get(key), str) and not os.path.isabs(values[key]):
                         self.internal_config_dict[key] = str(repo_root / values[key])
@@ -138,9 +159,11 @@ class Config(RecBoleConfig):
         final = super()._get_final_config_dict()
         if final.get("show_progress") is None:  # progress bars for a person at a terminal, clean logs elsewhere
             final["show_progress"] = sys.stderr.isatty()
-        # The project default (no training negatives) is for CE training, which RecBole 1.2.1 insists on; a model
-        # trained otherwise (BPR loss, pairwise/pointwise general models) gets RecBole's own default back.
-        trained_with_ce = not hasattr(self.model_class, "input_type") and final.get("loss_type") == "CE"
+        # The project default (no training negatives) is for CE training (and the plugin's sampled softmax, which
+        # draws its own), which RecBole 1.2.1 insists on; a model trained otherwise (BPR or BCE loss,
+        # pairwise/pointwise general models) gets RecBole's own default back.
+        trained_with_ce = (not hasattr(self.model_class, "input_type")
+                           and self._recbole_loss_type(final.get("loss_type")) == "CE")
         if (
             final.get("train_neg_sample_args") is None
             and "train_neg_sample_args" not in self.external_config_dict

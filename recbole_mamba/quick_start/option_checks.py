@@ -5,7 +5,8 @@ that the run depends on:
 
 - types: a value must have the type of the option's default (an integer where the default is an integer, ...);
 - ranges and choices of the options listed in :data:`RULES` and of ``eval_args`` entries, a model's own choices
-  (its ``OPTION_CHOICES``) and ``mamba_backend`` (:func:`recbole_mamba.ops.backends.check_backend`);
+  (its ``OPTION_CHOICES``), ``mamba_backend`` (:func:`recbole_mamba.ops.backends.check_backend`) and
+  ``dist_backend`` (``nccl`` needs CUDA);
 - unknown options (and unknown entries of dict options): a warning with the closest known names, or an error
   with ``strict``.
 
@@ -16,6 +17,7 @@ import difflib
 import math
 import re
 
+import torch
 from recbole.utils import ModelType
 from recbole.utils.argument_list import dataset_arguments, evaluation_arguments, general_arguments, training_arguments
 
@@ -40,7 +42,11 @@ _PROBABILITY = ("a probability in [0, 1)", lambda value: _is_number(value) and 0
 RULES = {  # option -> (what its value must be, test), checked besides its default's type
     **dict.fromkeys(("epochs", "train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH", "hidden_size",
                      "embedding_size", "inner_size", "n_layers", "n_heads", "num_layers", "d_state", "d_conv",
-                     "expand", "ce_slice_logits", "stopping_step"), _POSITIVE_INT),
+                     "expand", "ce_slice_logits", "stopping_step", "nproc", "num_negatives", "eval_slice_logits",
+                     "sparse_item_embedding_min_items"), _POSITIVE_INT),
+    "world_size": ("a positive integer or -1 (= nproc)", lambda value: value == -1 or _positive_int(value)),
+    "offset": ("an integer >= 0", lambda value: _is_int(value) and value >= 0),
+    "port": ("a port number", lambda value: str(value).isdigit() and 0 < int(value) < 65536),
     "seq2seq_stride": ("a positive integer or ~ (= MAX_ITEM_LIST_LENGTH)",
                        lambda value: value is None or _positive_int(value)),
     **dict.fromkeys(("dropout_prob", "hidden_dropout_prob", "attn_dropout_prob"), _PROBABILITY),
@@ -54,6 +60,7 @@ CHOICES = {
     "train_mode": TRAIN_MODES,
     "learner": ("adam", "sgd", "adagrad", "rmsprop", "sparse_adam"),
 }
+DIST_BACKENDS = ("gloo", "nccl")  # torch.distributed backends for multi-process training (~ = by device)
 DICT_ENTRIES = {  # dict options -> their known entries
     "eval_args": ("split", "order", "group_by", "mode"),
     "train_neg_sample_args": ("distribution", "sample_num", "alpha", "dynamic", "candidate_num"),
@@ -62,7 +69,8 @@ DICT_ENTRIES = {  # dict options -> their known entries
 RECBOLE_RUNTIME_OPTIONS = ("model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "offset",
                            "wandb_project", "encoding")
 # Options whose value may have other types than their default's (RecBole converts them).
-OTHER_TYPES = {"gpu_id": (str, int), "metrics": (list, str)}
+OTHER_TYPES = {"gpu_id": (str, int), "metrics": (list, str), "load_col": (dict, type(None)),
+               "sparse_item_embedding": (str, bool)}
 EVAL_MODE = re.compile(r"^(full|labeled|(uni|pop)[1-9][0-9]*)$")
 
 
@@ -124,6 +132,13 @@ def _check_eval_args(eval_args, sequential):
                          "set order: TO (eval_args is replaced as a whole: give all its entries)")
 
 
+def _check_dist_backend(backend):
+    check_choice("dist_backend", backend, DIST_BACKENDS)
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise InputError("dist_backend", "'nccl' needs CUDA GPUs (none is available here)",
+                         "use gloo, or ~ to choose by device")
+
+
 def known_options(config):
     """Every option this run knows: the loaded yaml layers, RecBole's argument lists and runtime options."""
     return (set(config.internal_config_dict) | set(general_arguments) | set(training_arguments)
@@ -145,8 +160,8 @@ def check_options(config, strict=False):
         if isinstance(given.get(key), dict):
             warnings += [_unknown(f"{key}.{entry}", entry, entries, strict)
                          for entry in given[key] if entry not in entries]
-    for key, (expected, test) in RULES.items():
-        if key in final and not test(final[key]):
+    for key, (expected, test) in RULES.items():  # given values, and defaults a model may read
+        if (key in given or final.get(key) is not None) and not test(final.get(key)):
             example = defaults.get(key) if defaults.get(key) is not None else 1
             raise InputError(key, f"{final[key]!r} is not {expected}", f"give {expected}, e.g. --{key}={example}")
     for key in given:
@@ -163,5 +178,7 @@ def check_options(config, strict=False):
             check_choice(key, final[key], choices)
     if final.get("mamba_backend") is not None:
         check_backend(final["mamba_backend"])
+    if final.get("dist_backend") is not None:
+        _check_dist_backend(final["dist_backend"])
     _check_eval_args(final.get("eval_args"), final.get("MODEL_TYPE") == ModelType.SEQUENTIAL)
     return warnings
