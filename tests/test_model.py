@@ -122,7 +122,7 @@ def test_position_embedding_follows_block_style_unless_set():
     assert make_model(block_style="paper", position_embedding=False).position_embedding is None
 
 
-@pytest.mark.parametrize("key, value", [("block_style", "sasrec"), ("loss_type", "BCE"), ("mamba_backend", "gpu")])
+@pytest.mark.parametrize("key, value", [("block_style", "sasrec"), ("loss_type", "hinge"), ("mamba_backend", "gpu")])
 def test_bad_options_are_one_line_errors(key, value):
     with pytest.raises(ValueError) as error:
         make_model(**{key: value})

@@ -27,12 +27,17 @@ def build_wheel(tmp_path):
     return wheel
 
 
-def test_wheel_ships_every_properties_yaml(tmp_path):
-    names = set(zipfile.ZipFile(build_wheel(tmp_path)).namelist())
-    expected = {f"recbole_mamba/properties/{path.relative_to(REPO_ROOT / 'properties').as_posix()}"
-                for path in (REPO_ROOT / "properties").rglob("*.yaml")}
-    assert expected and expected <= names
+def test_wheel_ships_every_properties_file_and_both_commands(tmp_path):
+    wheel = zipfile.ZipFile(build_wheel(tmp_path))
+    names = set(wheel.namelist())
+    shipped = {pattern: {f"recbole_mamba/properties/{path.relative_to(REPO_ROOT / 'properties').as_posix()}"
+                         for path in (REPO_ROOT / "properties").rglob(pattern)} for pattern in ("*.yaml", "*.hyper")}
+    assert all(shipped.values()) and set().union(*shipped.values()) <= names  # defaults and search spaces
     assert "recbole_mamba/__main__.py" in names
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    scripts = wheel.read(entry_points).decode()
+    assert "recbole-mamba = recbole_mamba.quick_start.cli:main" in scripts
+    assert "recbole-mamba-hyper = recbole_mamba.quick_start.tuning.cli:main" in scripts
 
 
 def test_installed_wheel_trains_from_another_folder(tmp_path):

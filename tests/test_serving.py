@@ -135,6 +135,7 @@ def test_steps_past_the_position_embedding_are_refused():
 # ------------------------------------------------------------------------------------------ command line, resume
 HEADER = "user_id:token\titem_id:token\ttimestamp:float"
 MAX_LEN = 8
+SIZES = {"RecMamba": ["--hidden_size=8", "--d_state=4"], "GRU4Rec": ["--hidden_size=8", "--embedding_size=8"]}
 
 
 def tiny_histories():
@@ -159,8 +160,8 @@ def train(workdir, model, folder, *extra, epochs=1):
     """
     saved = workdir / folder
     args = [f"--model={model}", "--dataset=tiny", f"--data_path={workdir / 'data'}", f"--checkpoint_dir={saved}",
-            f"--MAX_ITEM_LIST_LENGTH={MAX_LEN}", "--hidden_size=8", "--embedding_size=8", "--d_state=4",
-            "--eval_step=0", "--show_progress=False", f"--epochs={epochs}", *extra]
+            f"--MAX_ITEM_LIST_LENGTH={MAX_LEN}", *SIZES[model], "--eval_step=0", "--show_progress=False",
+            f"--epochs={epochs}", *extra, "--load_col={'inter':['user_id','item_id','timestamp']}"]
     with contextlib.chdir(workdir):
         assert run_main(args) == 0
     (path,) = saved.glob(f"{model}-*.pth")

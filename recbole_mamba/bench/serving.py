@@ -6,7 +6,8 @@
 For each batch size B (users updated together) and history length L: ``step`` is one ``RecMamba.step`` (one new
 item per user) from states prefilled over L events; ``recompute`` is the forward over the L + 1 events, as a model
 without recurrent inference must (RecMamba, and SASRecSDPA for comparison), in slabs of at most ``--slab-positions``
-users x events so that memory stays bounded. Both give the user representations after the new event (scoring the
+users x events so that memory stays bounded, both on ``--threads`` threads (default 1: one request's latency,
+and steadier on a shared machine). Both give the user representations after the new event (scoring the
 items is the same for both and is left out); their max abs difference is reported. Latency: median of
 ``--repeats`` calls after one warm-up, or the single call when it takes over a second; eval mode, no gradients. A
 recompute expected to take over ``--budget`` seconds (from the previous length, linear in L for RecMamba, quadratic
@@ -15,6 +16,7 @@ B (a step's cost does not depend on the state's values). Writes ``results/servin
 """
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -148,7 +150,8 @@ def summary(rows):
 
 def markdown(rows, shapes, args):
     machine = (torch.cuda.get_device_name() if args.device == "cuda"
-               else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+               else f"{platform.machine()} CPU ({os.cpu_count()} cores, load average {os.getloadavg()[1]:.1f} over the "
+                    f"last 5 minutes), {torch.get_num_threads()} thread(s)")
     models = "; ".join(f"{name}: {shape}" for name, shape in shapes.items())
     lines = [
         f"Per-event update latency, {machine}, torch {torch.__version__}, float32, hidden 64, {args.items} items "
@@ -203,11 +206,17 @@ def main(argv=None):
     parser.add_argument("--step-repeats", type=int, default=50, help="timed step calls (median)")
     parser.add_argument("--budget", type=float, default=60.0, help="skip recomputes expected to take longer, s")
     parser.add_argument("--slab-positions", type=int, default=262_144, help="users x events per recompute slab")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for serving.md and serving.png")
     args = parser.parse_args(argv)
-    rows, shapes = run(args)
-    table = markdown(rows, shapes, args)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        rows, shapes = run(args)
+        table = markdown(rows, shapes, args)
+    finally:
+        torch.set_num_threads(threads)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "serving.md", table)

@@ -35,13 +35,13 @@ def check_name(name, error=RawDataError):
 # Reading
 
 
-def read_first_line(path, error=RawDataError):
-    """The first line of the text file ``path`` ('' for an empty file); ``error`` if it is not UTF-8."""
+def read_first_line(path, fix, error=RawDataError):
+    """The first line of the text file ``path`` ('' for an empty file); ``error`` with ``fix`` if it is not UTF-8."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             return handle.readline()
     except UnicodeDecodeError as err:
-        raise error(path, f"not a UTF-8 text file ({err.reason} at byte {err.start})", "pass the text file") from None
+        raise error(path, f"not a UTF-8 text file ({err.reason} at byte {err.start})", fix) from None
 
 
 def read_int_chunks(path, read, keep, chunksize, fix, first_line=0, error=RawDataError, **options):
@@ -112,7 +112,6 @@ def concatenate_columns(parts):
     for name in list(parts):
         chunks = parts.pop(name)
         columns[name] = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
-        del chunks
     return columns
 
 
@@ -144,8 +143,7 @@ def k_core(user, item, k):
     keep = np.ones(user.size, dtype=bool)
     if not k or k <= 1 or user.size == 0:
         return keep
-    _, user_codes = np.unique(user, return_inverse=True)
-    _, item_codes = np.unique(item, return_inverse=True)
+    user_codes, item_codes = remap_ids(user), remap_ids(item)
     index = np.arange(user.size)
     while index.size:
         u, i = user_codes[index], item_codes[index]

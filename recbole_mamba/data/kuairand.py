@@ -61,7 +61,6 @@ from recbole_mamba.data.converter_common import (
     write_dataset,
 )
 from recbole_mamba.data.converter_common import format_stats as format_sequence_stats
-from recbole_mamba.data.converter_common import repeat_stats, write_inter  # noqa: F401  (used from here by the generators)
 from recbole_mamba.progress import step
 
 KUAIRAND_COLUMNS = (
@@ -133,7 +132,7 @@ def find_log_files(raw_dir, version="1k", logs="standard"):
 
 
 def _read_header(path):
-    first = read_first_line(path, KuaiRandFormatError)
+    first = read_first_line(path, READ_FIX, KuaiRandFormatError)
     if not first.strip():
         raise KuaiRandFormatError(f"{path}: line 1", "empty file", "expected a CSV header with the KuaiRand columns")
     return [name.strip() for name in next(csv.reader([first]))]

@@ -21,7 +21,7 @@ Design: why a long context helps here and a short one does not
   A model seeing only the last 50 items can tell the topic but not the user's favourites; a model reading the
   whole history can find them. :func:`generate` measures this two ways:
 
-  - :func:`recbole_mamba.data.kuairand.repeat_stats`: for each user's last item, how often it occurs among the
+  - :func:`recbole_mamba.data.converter_common.repeat_stats`: for each user's last item, how often it occurs among the
     last 50 items / the last 2048 / anywhere before it. Bundled data: 8% / 86% / 88%.
   - :func:`context_baselines`: hit rate @10 of two rule-based guesses that know the topics: the topic's most
     popular items outside the last 50 (*short*) versus the user's most frequent items of that topic in the whole
@@ -52,7 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recbole_mamba.data.kuairand import KUAIRAND_COLUMNS, KuaiRandFormatError, convert, format_stats, repeat_stats
+from recbole_mamba.data.converter_common import repeat_stats
+from recbole_mamba.data.kuairand import KUAIRAND_COLUMNS, KuaiRandFormatError, convert, format_stats
 from recbole_mamba.data.synthetic_marker import write_marker
 
 BEIJING_OFFSET_MS = 8 * 3600 * 1000
@@ -345,7 +346,7 @@ def generate(out_dir, config=SyntheticConfig()):
     """Write synthetic KuaiRand-format logs and a ``SYNTHETIC`` marker into ``out_dir``; return statistics.
 
     The statistics (a dict) give the rows per file, users/items/interactions of the standard logs and the
-    long-range check of :func:`recbole_mamba.data.kuairand.repeat_stats` on them.
+    long-range check of :func:`recbole_mamba.data.converter_common.repeat_stats` on them.
     """
     rows, feed = generate_rows(config)
     out_dir = Path(out_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recbole_mamba.data.kuairand import write_inter
+from recbole_mamba.data.converter_common import write_inter
 from recbole_mamba.data.synthetic_marker import write_marker
 
 START_TIME = 1_649_376_000  # 2022-04-08 00:00 UTC, the start of KuaiRand's logs (only the shape is mimicked)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_mamba.ops.backends import resolve_state_update
+from recbole_mamba.ops.chunked_scan import flushing_denormals
 
 
 def _check_shapes(state, x, dt, A, B, C):
@@ -32,6 +33,7 @@ def _check_shapes(state, x, dt, A, B, C):
         raise ValueError(f"selective_state_update with state {tuple(state.shape)}: {', '.join(wrong)}")
 
 
+@flushing_denormals  # as the scan: strong decays reach the denormal range, where CPU arithmetic crawls
 def selective_state_update_torch(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
     """The PyTorch step: state (batch, dim, N) updated in place; returns out (batch, dim)."""
     _check_shapes(state, x, dt, A, B, C)

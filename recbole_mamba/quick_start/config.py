@@ -72,6 +72,7 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
                  strict=False):
+        self._recbole_files = None
         self._cmd_args = list(cmd_args or [])
         self._strict = strict
         self.option_warnings = []
@@ -121,19 +122,27 @@ class Config(RecBoleConfig):
         model_class = get_model(model) if isinstance(model, str) else model
         return super()._get_model_and_dataset(model_class, dataset)
 
+    def _update_internal_config_dict(self, file):
+        values = super()._update_internal_config_dict(file)
+        if self._recbole_files is not None:
+            self._recbole_files.append(Path(file).resolve())
+        return values
+
     def _load_internal_config_dict(self, model, model_class, dataset):
+        self._recbole_files = []  # the files RecBole's own layering loads, in its order
         super()._load_internal_config_dict(model, model_class, dataset)
+        recbole_files, self._recbole_files = self._recbole_files, None
         properties, repo_root = properties_dir(), checkout_root()
-        # A plugin model that subclasses a RecBole model (SASRecSDPA, ...) starts from its parents' RecBole defaults.
+        # Our overall.yaml replaces RecBole's overall.yaml and sample.yaml; every other file RecBole loaded (model,
+        # dataset, model-type quick-start yaml such as knowledge_base.yaml's load_col) is re-applied over it for the
+        # keys it sets, in RecBole's order; then a plugin model's RecBole parents, then our model and dataset yaml.
+        replaced = {RECBOLE_PROPERTIES_DIR / "overall.yaml", RECBOLE_PROPERTIES_DIR / "dataset" / "sample.yaml"}
         parents = [cls.__name__ for cls in reversed(model_class.__mro__) if cls.__name__ != model]
-        # (file, kind): "ours"; "recbole", a file RecBole did not load; "recbole-again", one it did load, re-applied
-        # only for the keys our overall.yaml set (RecBole's own order, e.g. knowledge_base.yaml's load_col, stays).
         layers = [
             (properties / "overall.yaml", "ours"),
+            *[(path, "recbole-again") for path in recbole_files if path not in replaced],
             *[(RECBOLE_PROPERTIES_DIR / "model" / f"{name}.yaml", "recbole") for name in parents],
-            (RECBOLE_PROPERTIES_DIR / "model" / f"{model}.yaml", "recbole-again"),
             (properties / "model" / f"{model}.yaml", "ours"),
-            (RECBOLE_PROPERTIES_DIR / "dataset" / f"{dataset}.yaml", "recbole-again"),
             (properties / "dataset" / f"{dataset}.yaml", "ours"),
         ]
         overall_keys = None

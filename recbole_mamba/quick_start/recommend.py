@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 
 import torch
 from recbole.data.interaction import Interaction
@@ -129,7 +130,7 @@ def _read_users(path):
                          "one a line") from None
 
 
-def answer(args, out=sys.stdout):
+def answer(args):
     """Print the recommendations of the parsed command line ``args``, one JSON line per user."""
     tokens = [args.user] if args.user is not None else _read_users(args.users_file)
     where = "--user" if args.user is not None else args.users_file
@@ -151,11 +152,13 @@ def answer(args, out=sys.stdout):
         for token, row_items, row_scores in zip(tokens[start : start + batch_size], items, scores):
             line = {"user": token, "items": recommender.dataset.id2token(field, row_items).tolist(),
                     "scores": [round(score, 6) for score in row_scores.tolist()]}
-            print(json.dumps(line), file=out)
+            print(json.dumps(line))
 
 
 def main(argv=None):
     """The command line; returns the exit status (2 on bad input)."""
+    # RecBole's dataset loading warns about its own use of pandas and torch: noise to someone asking for items
+    warnings.filterwarnings("ignore", module=r"recbole\.")
     try:
         answer(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
     except InputError as error:

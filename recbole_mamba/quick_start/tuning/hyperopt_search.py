@@ -27,7 +27,7 @@ def run_trial(study, values):
         if not isinstance(error, InputError):  # a bug, or a model that rejects this combination: show it all
             traceback.print_exc()
         return trials.failed(values, error)
-    return trials.completed(values, result)
+    return trials.completed(values, result["best_valid_score"], result["best_valid_result"], result["test_result"])
 
 
 def search(study, algo, max_evals, seed, bigger, on_trial):

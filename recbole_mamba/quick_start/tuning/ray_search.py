@@ -17,7 +17,7 @@ RAY_ENVIRONMENT = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", 
 VALID, TEST = "valid/", "test/"  # prefixes of the final report's metrics
 
 
-def _trainable(sample, study, metric):
+def trial(sample, study, metric):
     """One trial (a Ray Tune function trainable): report ``metric`` after each validation epoch, then the best
     validation and the test results with the best checkpoint."""
     import ray
@@ -49,7 +49,7 @@ def _record(result, study, metric, bigger):
     test = {key[len(TEST):]: value for key, value in metrics.items() if key.startswith(TEST)}
     if test:
         valid = {key[len(VALID):]: value for key, value in metrics.items() if key.startswith(VALID)}
-        return trials.TrialRecord(values, trials.DONE, metrics[metric], valid, test)
+        return trials.completed(values, metrics[metric], valid, test)
     scores = result.metrics_dataframe[metric]
     return trials.TrialRecord(values, f"stopped at epoch {metrics['epoch']}",
                               float(scores.max() if bigger else scores.min()))
@@ -75,7 +75,7 @@ def search(study, metric, bigger, epochs, seed, *, scheduler, num_samples, cpus_
     mode = "max" if bigger else "min"
     # The final report (test metrics) has no "epoch": max_t = epochs + 1 never stops a trial before it.
     chosen = ASHAScheduler(time_attr="epoch", max_t=epochs + 1) if scheduler == "asha" else FIFOScheduler()
-    trainable = tune.with_resources(tune.with_parameters(_trainable, study=study, metric=metric),
+    trainable = tune.with_resources(tune.with_parameters(trial, study=study, metric=metric),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     if address:
         ray.init(address=address)
@@ -86,7 +86,8 @@ def search(study, metric, bigger, epochs, seed, *, scheduler, num_samples, cpus_
             trainable,
             param_space={param.name: param.ray() for param in study.params},
             tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=chosen, num_samples=num_samples,
-                                        search_alg=BasicVariantGenerator(random_state=seed)),
+                                        search_alg=BasicVariantGenerator(random_state=seed),
+                                        trial_dirname_creator=str),  # the trial's name, e.g. trial_3a1b2_00001
             run_config=tune.RunConfig(name=f"{study.model}-{study.dataset}-{time.strftime('%Y-%m-%d_%H-%M-%S')}",
                                       storage_path=os.path.abspath(storage_path)),
         )

@@ -25,10 +25,13 @@ def failed(params, error):
     return TrialRecord(params, f"failed: {type(error).__name__}: {message[-1] if message else ''}".rstrip(": "))
 
 
-def completed(params, result):
-    """The record of a trial that returned ``result`` (:func:`~recbole_mamba.quick_start.objective_function`'s)."""
-    return TrialRecord(params, DONE, result["best_valid_score"], dict(result["best_valid_result"]),
-                       dict(result["test_result"]))
+def completed(params, valid_score, valid_result, test_result):
+    """The record of a trial that ran to its end (metric values as plain floats)."""
+    return TrialRecord(params, DONE, float(valid_score), _floats(valid_result), _floats(test_result))
+
+
+def _floats(metrics):
+    return {name: float(value) for name, value in metrics.items()}
 
 
 def best_trial(records, bigger):
