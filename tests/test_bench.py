@@ -21,13 +21,16 @@ def test_efficiency_benchmark_measures_each_model_with_ratios(tmp_path):
 
 
 def test_accuracy_benchmark_smoke_profile(tmp_path):
-    comparison, curve = accuracy.main(["--profile", "smoke", "--models", "RecMamba", "SASRecSDPA",
-                                       "--out", str(tmp_path)])
-    assert set(comparison["ml-100k"]) == {"RecMamba", "SASRecSDPA"} and list(curve) == [8, 16]
-    assert all(0 <= summary["hit@10"][0] <= 1 for summary in comparison["ml-100k"].values())
+    summary, runs = accuracy.main(["--profile", "smoke", "--models", "RecMamba", "SASRecSDPA", "--out", str(tmp_path)])
+    assert set(summary["rows"]["ml-100k"]) == {("RecMamba", 20), ("SASRecSDPA", 20), ("HistoryLookup", 10_000),
+                                               ("MostPopular", 10_000)}
+    curve = summary["curve"]["lifelong-synthetic"]
+    assert {key for key in curve if key[0] == "RecMamba"} == {("RecMamba", 8), ("RecMamba", 16)}
+    assert all(low <= mean <= high for row in curve.values() for mean, low, high in [row["hit@10"]])
+    assert len({len(run["users"]) for run in runs.values() if run["dataset"] == "lifelong-synthetic"}) == 1
     table = (tmp_path / "accuracy_smoke.md").read_text()
-    assert "## ml-100k (real data)" in table and "| RecMamba | " in table
-    assert (tmp_path / "accuracy_smoke.png").stat().st_size > 0
+    assert "## ml-100k (real data;" in table and "(SYNTHETIC data" in table and "| RecMamba | 20 | " in table
+    assert "| RecMamba L=16 | RecMamba L=8 |" in table and (tmp_path / "accuracy_smoke.png").stat().st_size > 0
 
 
 def test_serving_benchmark_times_step_and_recompute(tmp_path):

@@ -2,7 +2,9 @@
 
 import socket
 
+import numpy as np
 import pytest
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -21,7 +23,8 @@ def free_port():
 
 
 def loaders_and_valid_result(config):
-    """The training examples (user, length, items) of one epoch and the validation result of a fresh RecMamba."""
+    """The training examples (user, length, items) of one epoch, the validation result of a fresh RecMamba, and its
+    trainer and training data."""
     from recbole.utils import init_seed
 
     from recbole_mamba import data
@@ -36,7 +39,7 @@ def loaders_and_valid_result(config):
                                                 batch[list_field].tolist())]
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])  # as the pipeline: one seed per rank
     trainer = trainer_class(config)(config, RecMamba(config, train_data._dataset))
-    return examples, dict(trainer.evaluate(valid_data, load_best_model=False))
+    return examples, dict(trainer.evaluate(valid_data, load_best_model=False)), trainer, train_data
 
 
 def rank_worker(local_rank, port, queue):
@@ -45,8 +48,16 @@ def rank_worker(local_rank, port, queue):
     config = Config("RecMamba", "ml-100k", cmd_args=TINY, config_dict={
         "nproc": 2, "world_size": 2, "ip": "127.0.0.1", "port": port, "offset": 0, "local_rank": local_rank})
     assert dist.get_backend() == "gloo" and str(config["device"]) == "cpu" and not config["single_spec"]
-    queue.put((local_rank, *loaders_and_valid_result(config)))
+    examples, result, trainer, train_data = loaders_and_valid_result(config)
+    before = parameters(trainer.model)
+    trainer.fit(train_data, saved=False, verbose=False)  # one epoch, gradients averaged over both processes
+    queue.put((local_rank, examples, result, before, parameters(trainer.model)))
     dist.destroy_process_group()
+
+
+def parameters(model):
+    """All parameters as one numpy vector (a tensor would travel by shared memory, gone when the process ends)."""
+    return torch.cat([parameter.detach().flatten() for parameter in model.parameters()]).numpy()
 
 
 def test_two_processes_share_each_epoch_and_evaluate_as_one(checkpoint_dir):
@@ -54,14 +65,16 @@ def test_two_processes_share_each_epoch_and_evaluate_as_one(checkpoint_dir):
 
     queue = mp.get_context("spawn").SimpleQueue()
     mp.spawn(rank_worker, args=(free_port(), queue), nprocs=2, join=True)
-    ranks = dict((rank, (examples, result)) for rank, examples, result in (queue.get(), queue.get()))
-    one_examples, one_result = loaders_and_valid_result(Config("RecMamba", "ml-100k", cmd_args=TINY))
+    ranks = dict((rank, outcome) for rank, *outcome in (queue.get(), queue.get()))
+    one_examples, one_result, *_ = loaders_and_valid_result(Config("RecMamba", "ml-100k", cmd_args=TINY))
 
-    (first, first_result), (second, second_result) = ranks[0], ranks[1]
+    (first, first_result, first_before, first_after), (second, second_result, _, second_after) = ranks[0], ranks[1]
     assert len(first) == len(second)  # the same number of batches: DDP's gradient averaging stays in step
     assert set(first) | set(second) == set(one_examples) and len(set(one_examples)) == len(one_examples)
     assert len(first) + len(second) - len(one_examples) < 2  # each window once (+ at most one repeat to even up)
     assert first_result == second_result == one_result  # validation users split between ranks, metrics gathered
+    assert not np.array_equal(first_before, first_after)  # trained, and the processes stay one model:
+    assert np.allclose(first_after, second_after, rtol=0, atol=1e-6)
 
 
 def test_dist_backend_is_checked():
@@ -69,7 +82,7 @@ def test_dist_backend_is_checked():
 
     with pytest.raises(InputError, match="^dist_backend: unknown value 'mpi'; choose one of gloo, nccl"):
         Config("RecMamba", "ml-100k", config_dict={"dist_backend": "mpi"})
-    if not __import__("torch").cuda.is_available():
+    if not torch.cuda.is_available():
         with pytest.raises(InputError, match="^dist_backend: 'nccl' needs CUDA GPUs"):
             Config("RecMamba", "ml-100k", config_dict={"dist_backend": "nccl"})
     with pytest.raises(InputError, match="^nproc: 0 is not a positive integer"):

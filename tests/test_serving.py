@@ -15,7 +15,14 @@ from recbole.data.interaction import Interaction
 
 from recbole_mamba.data.item_count import ItemCount
 from recbole_mamba.model import MambaMixer, RecMamba
-from recbole_mamba.ops import causal_conv1d_fn, causal_conv1d_step, selective_scan_ref, selective_state_update
+from recbole_mamba.ops import (
+    backends,
+    causal_conv1d_fn,
+    causal_conv1d_step,
+    resolve_state_update,
+    selective_scan_ref,
+    selective_state_update,
+)
 from recbole_mamba.quick_start import Config, load_data_and_model
 from recbole_mamba.quick_start.cli import main as run_main
 from recbole_mamba.quick_start.recommend import main as recommend_main
@@ -57,6 +64,16 @@ def test_state_update_steps_the_scan_exactly():
                                       dt_softplus=True, backend="torch") for t in range(length)]
     assert (torch.stack(outputs, -1).double() - y).abs().max() / y.abs().max() < TOLERANCE
     assert (state.double() - last).abs().max() / last.abs().max() < TOLERANCE
+
+
+def test_state_update_takes_mamba_ssms_triton_kernel_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a (pretended) GPU with mamba-ssm installed
+    monkeypatch.setattr(backends, "_load_cuda_function", lambda module, function: f"{module}.{function}")
+    triton = "mamba_ssm.ops.triton.selective_state_update.selective_state_update"
+    assert resolve_state_update("auto", "cuda") == resolve_state_update("cuda", "cuda") == triton
+    assert resolve_state_update("torch", "cuda") is None and resolve_state_update("auto", "cpu") is None
+    monkeypatch.setattr(backends, "_load_cuda_function", lambda module, function: None)  # not installed
+    assert resolve_state_update("cuda", "cuda") is None
 
 
 def test_conv_step_matches_the_causal_conv():
@@ -161,7 +178,7 @@ def train(workdir, model, folder, *extra, epochs=1):
     saved = workdir / folder
     args = [f"--model={model}", "--dataset=tiny", f"--data_path={workdir / 'data'}", f"--checkpoint_dir={saved}",
             f"--MAX_ITEM_LIST_LENGTH={MAX_LEN}", *SIZES[model], "--eval_step=0", "--show_progress=False",
-            f"--epochs={epochs}", *extra, "--load_col={'inter':['user_id','item_id','timestamp']}"]
+            f"--epochs={epochs}", *extra]
     with contextlib.chdir(workdir):
         assert run_main(args) == 0
     (path,) = saved.glob(f"{model}-*.pth")
@@ -261,3 +278,13 @@ def test_resumed_run_reaches_the_uninterrupted_parameters(workdir):
     for key, state in uninterrupted["optimizer"]["state"].items():
         for name, value in state.items():
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(resumed["optimizer"]["state"][key][name]))
+
+
+def test_resume_from_a_missing_checkpoint_is_a_one_line_error(workdir, capsys):
+    capsys.readouterr()
+    with contextlib.chdir(workdir):
+        status = run_main(["--model=RecMamba", "--dataset=tiny", f"--data_path={workdir / 'data'}",
+                           f"--resume={workdir / 'missing.pth'}"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {workdir / 'missing.pth'}: no such checkpoint file;")

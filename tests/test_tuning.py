@@ -43,11 +43,32 @@ def test_recbole_exhaustive_search_runs_every_combination_once_on_current_hypero
     assert sorted(seen) == [(x, y) for x in (1, 2, 3) for y in ("a", "b")]
 
 
+@pytest.mark.parametrize("algo", ["exhaustive", "random", "bayes"])
+def test_hyperopt_algorithms_record_each_trial(tmp_path, monkeypatch, algo):
+    from recbole_mamba.quick_start.tuning import hyperopt_search
+    from recbole_mamba.quick_start.tuning.study import Study
+
+    def objective_function(config_dict, config_file_list):  # stands in for training: the score is x
+        return {"best_valid_score": config_dict["x"], "best_valid_result": {"ndcg@10": config_dict["x"]},
+                "test_result": {"ndcg@10": config_dict["x"] / 2}}
+
+    monkeypatch.setattr(hyperopt_search, "objective_function", objective_function)
+    space = "x choice [1, 2, 3]\n" + ("y quniform 0,4,2\n" if algo == "exhaustive" else "y uniform 0,1\n")
+    study = Study("M", "D", (), {}, read_params(write(tmp_path / "p.hyper", space)))
+    records = hyperopt_search.search(study, algo, max_evals=12, seed=1, bigger=True, on_trial=lambda records: None)
+    if algo == "exhaustive":  # every combination once, then the search ends
+        assert sorted((r.params["x"], r.params["y"]) for r in records) == [(x, y) for x in (1, 2, 3) for y in (0, 2, 4)]
+    else:
+        assert len(records) == 12 and all(0 <= record.params["y"] <= 1 for record in records)
+    assert all(record.test_result == {"ndcg@10": record.params["x"] / 2} for record in records)
+
+
 def test_params_file_gives_hyperopt_and_ray_spaces(tmp_path):
     from hyperopt.pyll.stochastic import sample
 
-    params = read_params(write(tmp_path / "p.hyper", "learning_rate loguniform -8, -4\n\nhidden_size quniform 16,64,16\n"
-                                                    "dropout_prob uniform 0.1,0.3\nblock_style choice ['paper', 'x y']\n"))
+    params = read_params(write(tmp_path / "p.hyper", "learning_rate loguniform -8, -4\n\n"
+                                                    "hidden_size quniform 16,64,16\ndropout_prob uniform 0.1,0.3\n"
+                                                    "block_style choice ['paper', 'x y']\n"))
     assert [param.name for param in params] == ["learning_rate", "hidden_size", "dropout_prob", "block_style"]
     assert params[1].extremes() == [16, 64] and params[0].extremes() == pytest.approx([math.exp(-8), math.exp(-4)])
     drawn = sample({param.name: param.hyperopt() for param in params})
@@ -83,24 +104,22 @@ def test_shipped_search_spaces_are_found_by_model_and_accepted_by_the_checks():
         Study(model, "ml-100k", (), {}, read_params(path), strict=True).check()  # every choice is a valid option
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max_evals=0"], "error: command line: argument --max_evals: invalid positive int value: '0'"),
-    (["--tool=ray", "--algo=random"], "error: --algo: applies to --tool=hyperopt, not --tool=ray"),
-    (["--tool=grid"], "error: command line: argument --tool: invalid choice: 'grid'"),
-    (["--epochs", "3"], "error: --epochs: not an option; write options as --key=value"),
-    (["--params_file=missing.hyper"], "error: missing.hyper: cannot read the params file"),
-    (["--model=SASRc"], "error: model: unknown model 'SASRc'"),
-    (["--PARAMS=dropout_prob choice [0.2, 1.5]"], "p.hyper:1: dropout_prob = 1.5: 1.5 is not a probability in [0, 1)"),
-    (["--PARAMS=hiden_size choice [8]"], "p.hyper:1: unknown option; did you mean hidden_size?"),
-    (["--PARAMS=epochs choice [1, 2]", "--epochs=1"], "p.hyper:1: epochs is searched and also fixed (--epochs)"),
-    (["--PARAMS=dropout_prob uniform 0.1,0.3"], "error: --algo: exhaustive search needs discrete parameters"),
-    (["--PARAMS=d_state choice [4]", "--MAX_ITEM_LIST_LENGTH=abc"], "error: MAX_ITEM_LIST_LENGTH: 'abc' is not"),
+@pytest.mark.parametrize("args, params, message", [
+    (["--max_evals=0"], None, "error: command line: argument --max_evals: invalid positive int value: '0'"),
+    (["--tool=ray", "--algo=random"], None, "error: --algo: applies to --tool=hyperopt, not --tool=ray"),
+    (["--tool=grid"], None, "error: command line: argument --tool: invalid choice: 'grid'"),
+    (["--epochs", "3"], None, "error: --epochs: not an option; write options as --key=value"),
+    (["--params_file=missing.hyper"], None, "error: missing.hyper: cannot read the params file"),
+    (["--model=SASRc"], None, "error: model: unknown model 'SASRc'"),
+    ([], "dropout_prob choice [0.2, 1.5]", "p.hyper:1: dropout_prob = 1.5: 1.5 is not a probability in [0, 1)"),
+    ([], "hiden_size choice [8]", "p.hyper:1: unknown option; did you mean hidden_size?"),
+    (["--epochs=1"], "epochs choice [1, 2]", "p.hyper:1: epochs is searched and also fixed (--epochs)"),
+    ([], "dropout_prob uniform 0.1,0.3", "error: --algo: exhaustive search needs discrete parameters"),
+    (["--MAX_ITEM_LIST_LENGTH=abc"], "d_state choice [4]", "error: MAX_ITEM_LIST_LENGTH: 'abc' is not"),
 ])
-def test_bad_command_lines_are_one_line_errors_before_any_trial(tmp_path, capsys, args, message):
-    params = [arg for arg in args if arg.startswith("--PARAMS=")]
-    args = [arg for arg in args if arg not in params]
+def test_bad_command_lines_are_one_line_errors_before_any_trial(tmp_path, capsys, args, params, message):
     if params:
-        args.append("--params_file=" + write(tmp_path / "p.hyper", params[0][len("--PARAMS="):] + "\n"))
+        args = [*args, "--params_file=" + write(tmp_path / "p.hyper", params + "\n")]
     assert cli.main(["--dataset=ml-100k", f"--output_file={tmp_path / 'r.txt'}", *args]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and captured.err.count("\n") == 1 and captured.err.startswith("error: ")
@@ -128,7 +147,8 @@ def test_hyperopt_exhaustive_search_records_every_trial_failures_and_the_best(tm
 
 def test_ray_asha_search_reports_each_epoch_and_keeps_checkpoints_under_the_storage_path(tmp_path, capsys,
                                                                                         checkpoint_dir):
-    params = write(tmp_path / "p.hyper", "learning_rate choice [0.0001, 0.01]\nblock_style choice ['mamba4rec', 'paper']\n")
+    params = write(tmp_path / "p.hyper",
+                   "learning_rate choice [0.0001, 0.01]\nblock_style choice ['mamba4rec', 'paper']\n")
     storage = tmp_path / "ray"
     output = tmp_path / "results.md"
     status = cli.main(["--model=RecMamba", f"--params_file={params}", "--tool=ray", "--scheduler=asha",

@@ -1,140 +1,362 @@
-"""Accuracy evidence: RecMamba against SASRec and GRU4Rec with RecBole's trainer and full-ranking evaluators.
+"""Accuracy with 95% intervals: RecMamba, SASRecSDPA and GRU4Rec against a history-lookup rule and popularity.
 
-    python -m recbole_mamba.bench.accuracy                  # default: about half an hour on a 2-core CPU
-    python -m recbole_mamba.bench.accuracy --profile smoke  # seconds (CI)
+    python -m recbole_mamba.bench.accuracy                        # default profile (see PROFILES)
+    python -m recbole_mamba.bench.accuracy --profile reduced      # what a loaded 2-core machine manages
+    python -m recbole_mamba.bench.accuracy --profile gpu          # more users, longer histories, L up to 5,120
+    python -m recbole_mamba.bench.accuracy --profile smoke        # seconds (CI)
 
-Every model trains with the same splits (leave-one-out by time), the same budget (epochs, windows per batch,
-learning rate) and the same all-position (seq2seq) loss: RecMamba, SASRecSDPA (RecBole's SASRec architecture and
-parameters, fused attention) and GRU4RecAllPositions (RecBole's GRU4Rec) — RecBole's own SASRec/GRU4Rec would
-learn from one position per window only. Test HR/NDCG/MRR@{10,20} of the best validation epoch, mean and standard
-deviation over seeds, on ml-100k (real) and on the bundled kuairand set (SYNTHETIC: KuaiRand-format logs with
-long-range structure; see dataset/kuairand/README.md), plus RecMamba's accuracy versus MAX_ITEM_LIST_LENGTH on
-kuairand. Writes ``results/accuracy.md`` and ``results/accuracy.png``.
+Datasets: ml-100k (real; 943 users, all tested) and a lifelong set generated at benchmark time into a temporary
+folder by :mod:`recbole_mamba.data.synthetic_kuairand` (SYNTHETIC: interests that recur after long gaps, so the next
+item is usually one the user watched long ago; see that module's docstring). Protocol, the same for every model:
+RecBole's trainer, leave-one-out by time, full ranking, all-position (seq2seq) loss, the dataset's budget (windows
+per batch, learning rate, epoch cap), early stopping on validation NDCG@10, test at the best validation epoch.
+
+Statistics (:mod:`recbole_mamba.bench.confidence`): every test user's rank is captured from RecBole's evaluator
+(:mod:`recbole_mamba.bench.per_user`); each metric gets a percentile-bootstrap 95% interval over users, and every
+pair of models the paired difference with its interval (same resampled users). With several seeds a user's value
+is its mean over seeds. The length curve trains RecMamba and SASRecSDPA at each ``MAX_ITEM_LIST_LENGTH`` on the
+synthetic set; the rules (:mod:`recbole_mamba.bench.reference_rules`) are evaluated on the whole history (the
+history lookup also at every length). ``--parallel N`` runs N trainings at a time; ``--runs FILE`` keeps every run's
+per-user ranks (updated as runs finish) and, when FILE exists, makes the tables from it without training. Writes
+``results/accuracy.md`` and ``results/accuracy.png`` (the smoke and gpu profiles: ``accuracy_<profile>.*``).
 """
 
 import argparse
+import concurrent.futures
+import itertools
+import multiprocessing
 import os
-import statistics
+import pickle
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from recbole_mamba.atomic_file import write_atomic
+from recbole_mamba.bench import confidence
 from recbole_mamba.bench.results import RESULTS_DIR, label_measured, save_figure, write_text
 
-METRICS = ["hit@10", "ndcg@10", "mrr@10", "hit@20", "ndcg@20", "mrr@20"]
+KS = (10, 20)
+METRICS = [f"{name}@{k}" for k in KS for name in ("hit", "ndcg", "mrr")]
 MODELS = ["RecMamba", "SASRecSDPA", "GRU4RecAllPositions"]
-SHARED = {  # identical for every model: architecture sizes at RecBole-like defaults, budget, evaluation
+CURVE_MODELS = ["RecMamba", "SASRecSDPA"]
+RULES = ["HistoryLookup", "MostPopular"]
+SYNTHETIC = "lifelong-synthetic"
+SHARED = {  # identical for every model: architecture sizes at RecBole-like defaults, protocol, evaluation
     "train_mode": "seq2seq", "hidden_size": 64, "embedding_size": 64, "n_layers": 2, "n_heads": 2,
-    "inner_size": 256, "stopping_step": 10, "topk": [10, 20], "metrics": ["Hit", "NDCG", "MRR"],
-    "valid_metric": "NDCG@10", "show_progress": False,
+    "inner_size": 256, "topk": list(KS), "metrics": ["Hit", "NDCG", "MRR"], "valid_metric": "NDCG@10",
+    "eval_step": 1, "show_progress": False, "eval_batch_size": 256,
 }
 PROFILES = {
+    # Meant for about an hour on an unloaded 2-core CPU: an estimate from the reduced profile's epoch times (about
+    # 75 s per 150k training positions per run with 3 runs on a 2-core machine loaded ~4x); not yet run in full.
     "default": {
-        "seeds": [2024, 2025],
-        "datasets": {
-            "ml-100k": {"MAX_ITEM_LIST_LENGTH": 200, "train_batch_size": 32, "epochs": 10, "learning_rate": 0.003},
-            "kuairand": {"MAX_ITEM_LIST_LENGTH": 2048, "train_batch_size": 4, "epochs": 4, "learning_rate": 0.005},
-        },
-        "lengths": [50, 200, 512, 1024, 2048],
+        "seeds": [2024],
+        "synthetic": {"users": 1000, "items": 1000, "clusters": 20, "lifelong_length": (150, 900)},
+        "lengths": [50, 200, 512, 2048],
+        "budget": {"ml-100k": {"MAX_ITEM_LIST_LENGTH": 200, "train_batch_size": 32, "learning_rate": 0.003,
+                               "epochs": 10, "stopping_step": 2},
+                   SYNTHETIC: {"train_batch_size": 16, "learning_rate": 0.003, "epochs": 10, "stopping_step": 2}},
+    },
+    # What a 2-core machine loaded ~4x allows: short synthetic histories (so L = 512 and 2048 add nothing over
+    # the whole history) and epoch caps of 6.
+    "reduced": {
+        "seeds": [2024],
+        "synthetic": {"users": 1000, "items": 1000, "clusters": 20, "lifelong_length": (80, 240)},
+        "lengths": [50, 200],
+        "budget": {"ml-100k": {"MAX_ITEM_LIST_LENGTH": 200, "train_batch_size": 32, "learning_rate": 0.003,
+                               "epochs": 6, "stopping_step": 2},
+                   SYNTHETIC: {"train_batch_size": 16, "learning_rate": 0.003, "epochs": 6, "stopping_step": 2}},
+    },
+    "gpu": {
+        "seeds": [2024, 2025, 2026],
+        "synthetic": {"users": 3000, "items": 3000, "clusters": 40, "lifelong_length": (1000, 6000)},
+        "lengths": [50, 200, 512, 2048, 5120],
+        "budget": {"ml-100k": {"MAX_ITEM_LIST_LENGTH": 200, "train_batch_size": 128, "learning_rate": 0.002,
+                               "epochs": 100, "stopping_step": 10},
+                   SYNTHETIC: {"train_batch_size": 32, "learning_rate": 0.002, "epochs": 100, "stopping_step": 10}},
     },
     "smoke": {
-        "seeds": [1, 2],
-        "datasets": {
-            "ml-100k": {"MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 512, "epochs": 1,
-                        "user_inter_num_interval": "[20,26)", "hidden_size": 8, "embedding_size": 8,
-                        "inner_size": 16, "n_layers": 1, "n_heads": 1},
-        },
+        "seeds": [1],
+        "synthetic": {"users": 40, "items": 120, "clusters": 4, "lifelong_length": (30, 60)},
         "lengths": [8, 16],
+        "budget": {"ml-100k": {"MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 512, "epochs": 1,
+                               "user_inter_num_interval": "[20,26)", "hidden_size": 8, "embedding_size": 8,
+                               "inner_size": 16, "n_layers": 1, "n_heads": 1},
+                   SYNTHETIC: {"train_batch_size": 64, "epochs": 1, "hidden_size": 8, "embedding_size": 8,
+                               "inner_size": 16, "n_layers": 1, "n_heads": 1}},
     },
 }
-LENGTH_CURVE_DATASET = {"default": "kuairand", "smoke": "ml-100k"}
+# Synthetic generator options shared by all profiles: short one-interest segments and few interests, so that
+# interests recur within a few hundred items (every user has one history length range, none short or very long).
+GENERATOR = {"short_fraction": 0.0, "long_fraction": 0.0, "interests": (3, 6), "favourites": (10, 25),
+             "segment_length": (5, 15, 40)}
+WHOLE_HISTORY = 10_000  # rules read up to this many items: every user's whole history
 
 
-_finished_runs = {}
+def make_synthetic(data_path, options, seed):
+    """Write ``data_path/<SYNTHETIC>/`` (raw KuaiRand-format logs beside ``data_path``, then the converter)."""
+    from recbole_mamba.data.kuairand import convert
+    from recbole_mamba.data.synthetic_kuairand import SyntheticConfig, generate
+
+    config = SyntheticConfig(seed=seed, **GENERATOR, **options)
+    raw = Path(data_path).parent / "raw"
+    stats = generate(raw, config)
+    convert(raw, data_path, name=SYNTHETIC)
+    return {**stats, "description": config.describe()}
 
 
-def train_once(model, dataset, options, workdir):
-    """Test metrics of one RecBole run (best validation checkpoint) and its wall time; each run is done once."""
+def threads_per_run(parallel):
+    """Torch threads for each of ``parallel`` concurrent runs: the CPUs shared out."""
+    return max(1, (os.cpu_count() or 1) // parallel)
+
+
+def train_once(job):
+    """One RecBole run (a dict: model, dataset, options, workdir): test users' ranks, seconds, best epoch."""
+    import torch
+
+    from recbole_mamba.bench import reference_rules
+    from recbole_mamba.bench.per_user import captured_evaluations
     from recbole_mamba.quick_start import run
 
-    key = (model, dataset, repr(sorted(options.items())))
-    if key in _finished_runs:
-        return _finished_runs[key]
-
+    torch.set_num_threads(job["threads"])
+    os.chdir(job["workdir"])  # RecBole writes ./log and ./log_tensorboard
+    model = getattr(reference_rules, job["model"], job["model"])
     started = time.perf_counter()
-    result = run(model=model, dataset=dataset, config_dict={**options, "checkpoint_dir": str(workdir / "saved")})
-    _finished_runs[key] = {**{name: float(result["test_result"][name]) for name in METRICS},
-                           "seconds": time.perf_counter() - started, "synthetic": bool(result["synthetic_data"])}
-    return _finished_runs[key]
+    with captured_evaluations() as evaluations:
+        result = run(model=model, dataset=job["dataset"],
+                     config_dict={**job["options"], "checkpoint_dir": str(Path(job["workdir"]) / "saved")})
+    users, ranks = evaluations[-1]
+    order = np.argsort(users, kind="stable")
+    return {**job, "users": users[order], "ranks": ranks[order], "seconds": time.perf_counter() - started,
+            "validations": len(evaluations) - 1, "test_result": dict(result["test_result"])}
 
 
-def summarise(runs):
-    """Mean and standard deviation (over seeds) of every metric."""
-    summary = {}
-    for name in METRICS + ["seconds"]:
-        values = [run[name] for run in runs]
-        summary[name] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-    summary["synthetic"] = runs[0]["synthetic"]
+def plan(args, workdir):
+    """Every run of the profile, each once: (dataset, model, L, seed) -> job."""
+    jobs = {}
+
+    def add(dataset, model, length, seed):
+        budget = args.budget[dataset]
+        options = {**SHARED, **budget, "seed": seed, "MAX_ITEM_LIST_LENGTH": length}
+        if dataset == SYNTHETIC:
+            options["data_path"] = str(workdir / "dataset")
+        if model in RULES:
+            options.update(epochs=1, stopping_step=1)
+        jobs[(dataset, model, length, seed)] = {"model": model, "dataset": dataset, "options": options,
+                                                "workdir": str(workdir), "threads": args.threads}
+
+    for seed in args.seeds:
+        ml_length = args.budget["ml-100k"]["MAX_ITEM_LIST_LENGTH"]
+        for model in args.models:
+            add("ml-100k", model, ml_length, seed)
+        for model, length in itertools.product(CURVE_MODELS, args.lengths):
+            if model in args.models:
+                add(SYNTHETIC, model, length, seed)
+        for model in set(args.models) - set(CURVE_MODELS):
+            add(SYNTHETIC, model, args.lengths[-1], seed)
+    for rule in RULES:  # deterministic: one seed; the history lookup also at every length
+        for dataset, length in [("ml-100k", WHOLE_HISTORY), (SYNTHETIC, WHOLE_HISTORY)] + [
+                (SYNTHETIC, length) for length in args.lengths if rule == "HistoryLookup"]:
+            add(dataset, rule, length, args.seeds[0])
+    def priority(key):  # cheap rules, then the comparison's ends, so an interrupted run has the essentials
+        dataset, model, length, seed = key
+        essential = model in RULES or length in (args.lengths[0], args.lengths[-1]) or dataset == "ml-100k"
+        return (model not in RULES, not essential, seed != args.seeds[0], model not in CURVE_MODELS)
+
+    return dict(sorted(jobs.items(), key=lambda item: priority(item[0])))
+
+
+def run_jobs(jobs, parallel, on_result=lambda done: None):
+    """Results of every job, ``parallel`` processes at a time; progress printed (and ``on_result(results)`` called)
+    as runs finish."""
+    done = {}
+    if parallel == 1:
+        outcomes = ((key, train_once(job)) for key, job in jobs.items())
+    else:
+        pool = concurrent.futures.ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"))
+        futures = {pool.submit(train_once, job): key for key, job in jobs.items()}
+        outcomes = ((futures[future], future.result()) for future in concurrent.futures.as_completed(futures))
+    for key, outcome in outcomes:
+        done[key] = outcome
+        hit = confidence.per_user_metrics(outcome["ranks"], KS)["hit@10"].mean()
+        print(f"[{len(done)}/{len(jobs)}] {key[0]} {key[1]} L={key[2]} seed={key[3]}: hit@10={hit:.4f} "
+              f"({outcome['seconds']:.0f} s, {outcome['validations']} validations)", flush=True)
+        on_result(done)
+    if parallel > 1:
+        pool.shutdown()
+    return done
+
+
+def save_runs(path, synthetic_stats, done):
+    write_atomic(path, lambda handle: pickle.dump((synthetic_stats, done), handle), binary=True)
+
+
+def load_runs(path):
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def per_user(done, dataset, model, length, seeds):
+    """Per-user metric values (mean over ``seeds``), users in id order."""
+    runs = [done[(dataset, model, length, seed)] for seed in seeds if (dataset, model, length, seed) in done]
+    users = runs[0]["users"]
+    assert all(np.array_equal(run["users"], users) for run in runs), "runs tested different users"
+    values = [confidence.per_user_metrics(run["ranks"], KS) for run in runs]
+    return {name: np.mean([value[name] for value in values], axis=0) for name in METRICS}, users, runs
+
+
+def summarise(done, args):
+    """Rows of the comparison (per dataset), the curve (per model and length), and the paired differences."""
+    datasets = {"ml-100k": args.budget["ml-100k"]["MAX_ITEM_LIST_LENGTH"], SYNTHETIC: args.lengths[-1]}
+    entries = {}
+    for dataset, model, length, _ in done:
+        seeds = [args.seeds[0]] if model in RULES else args.seeds
+        entries.setdefault((dataset, model, length), per_user(done, dataset, model, length, seeds))
+    summary = {"rows": {}, "curve": {}, "pairs": {}}
+    for dataset in datasets:
+        first = next(users for (d, _, _), (_, users, _) in entries.items() if d == dataset)
+        indices = confidence.resample_indices(len(first), seed=args.seeds[0])
+        keys = sorted(key for key in entries if key[0] == dataset)
+        for key in keys:
+            values, users, runs = entries[key]
+            assert np.array_equal(users, first), f"{key} tested other users"
+            row = {name: confidence.interval(values[name], indices) for name in METRICS}
+            row["seconds"] = float(np.mean([run["seconds"] for run in runs]))
+            row["validations"] = float(np.mean([run["validations"] for run in runs]))
+            row["users"] = len(users)
+            target = summary["curve"] if dataset == SYNTHETIC else summary["rows"]
+            target.setdefault(dataset, {})[key[1:]] = row
+        compared = [key for key in keys if key[2] == (WHOLE_HISTORY if key[1] in RULES else datasets[dataset])]
+        for a, b in itertools.combinations(compared, 2):
+            summary["pairs"][(a, b)] = {name: confidence.paired_difference(entries[a][0][name], entries[b][0][name],
+                                                                           indices) for name in ("hit@10", "ndcg@10")}
+        for model in CURVE_MODELS:  # the length effect: longest against shortest context, same model
+            longest, shortest = (dataset, model, args.lengths[-1]), (dataset, model, args.lengths[0])
+            if dataset == SYNTHETIC and longest in entries and shortest in entries:
+                summary["pairs"][(longest, shortest)] = {
+                    name: confidence.paired_difference(entries[longest][0][name], entries[shortest][0][name],
+                                                       indices) for name in ("hit@10", "ndcg@10")}
     return summary
 
 
-def cell(mean_std):
-    return f"{mean_std[0]:.4f} ± {mean_std[1]:.4f}"
+def cell(value):
+    mean, low, high = value
+    return f"{mean:.4f} [{low:.4f}, {high:.4f}]"
 
 
-def markdown(comparison, curve, args):
+def length_name(length):
+    return "whole history" if length == WHOLE_HISTORY else str(length)
+
+
+def targets(summary, args):
+    """The issue's targets, met or missed, as markdown list items (only those whose runs exist)."""
+    curve, pairs, lines = summary["curve"].get(SYNTHETIC, {}), summary["pairs"], []
+    longest, shortest = args.lengths[-1], args.lengths[0]
+    gain = pairs.get(((SYNTHETIC, "RecMamba", longest), (SYNTHETIC, "RecMamba", shortest)))
+    if gain:
+        met = "met" if gain["hit@10"][1] > 0 else "missed"
+        lines.append(f"- RecMamba HR@10 at L = {longest} minus L = {shortest} (SYNTHETIC): {cell(gain['hit@10'])}: "
+                     f"{met} (the interval must exclude 0).")
+    rule, model = curve.get(("HistoryLookup", WHOLE_HISTORY)), curve.get(("RecMamba", longest))
+    if rule and model:
+        share = model["hit@10"][0] / rule["hit@10"][0] if rule["hit@10"][0] else float("inf")
+        lines.append(f"- RecMamba HR@10 at L = {longest} / HistoryLookup (whole history) HR@10 (SYNTHETIC): "
+                     f"{share:.0%}: {'met' if share >= 0.6 else 'missed'} (target >= 60%).")
+    for dataset, length in (("ml-100k", args.budget["ml-100k"]["MAX_ITEM_LIST_LENGTH"]), (SYNTHETIC, longest)):
+        pair = pairs.get(((dataset, "RecMamba", length), (dataset, "SASRecSDPA", length)))
+        if pair:
+            verdict = confidence.verdict(pair["ndcg@10"])
+            lines.append(f"- RecMamba minus SASRecSDPA NDCG@10 on {dataset} at L = {length}: {cell(pair['ndcg@10'])}, "
+                         f"{verdict}: {'missed' if verdict == 'lower' else 'met'} (target: within the interval or "
+                         f"above).")
+    return lines
+
+
+def markdown(summary, args, synthetic_stats):
+    comparison = {**summary["rows"], SYNTHETIC: {key: row for key, row in summary["curve"].get(SYNTHETIC, {}).items()
+                                                 if key[1] in (args.lengths[-1], WHOLE_HISTORY)}}
     lines = [
-        "# Accuracy (`python -m recbole_mamba.bench.accuracy" + (" --profile smoke" if args.profile == "smoke" else "")
-        + "`)",
-        "",
-        f"Test metrics at the best validation epoch (NDCG@10), full ranking over all items, leave-one-out by time; "
-        f"mean ± standard deviation over seeds {args.seeds}. Same budget and all-position (seq2seq) loss for every "
-        "model; hidden size 64; SASRecSDPA = RecBole's SASRec (2 layers, 2 heads) with fused attention; "
-        "GRU4RecAllPositions = RecBole's GRU4Rec (1 layer). Budgets per dataset: "
-        + "; ".join(f"{name}: {opts}" for name, opts in args.datasets.items()) + ".",
-        "",
+        f"# Accuracy (`python -m recbole_mamba.bench.accuracy --profile {args.profile}`)", "",
+        f"Profile `{args.profile}`; seeds {args.seeds} (the rules are deterministic). Test metrics at the best "
+        "validation epoch (NDCG@10, early stopping), full ranking over all items, leave-one-out by time; every value "
+        f"is the mean over test users with its percentile-bootstrap 95% interval ({confidence.RESAMPLES} resamples "
+        "of users). Same all-position (seq2seq) loss and budget for every model; hidden size 64; SASRecSDPA = "
+        "RecBole's SASRec (2 layers, 2 heads) with fused attention; GRU4RecAllPositions = RecBole's GRU4Rec. "
+        "HistoryLookup = the user's most frequent earlier items (ties: most recent), MostPopular = the most "
+        "frequent training targets; neither is trained. Budgets: "
+        + "; ".join(f"{name}: {opts}" for name, opts in args.budget.items()) + ".", "",
+        f"**{SYNTHETIC} is SYNTHETIC**, generated at benchmark time (not bundled): {synthetic_stats['description']}; "
+        f"{synthetic_stats['users']} users, {synthetic_stats['items']} items, {synthetic_stats['interactions']:,} "
+        f"interactions, user length median {synthetic_stats['user_length_median']:.0f} (max "
+        f"{synthetic_stats['user_length_max']}); the last item is among the previous 50 items for "
+        f"{synthetic_stats['last_in_last_50']:.1%} of users, anywhere in the history for "
+        f"{synthetic_stats['last_in_history']:.1%}.", "",
     ]
     for dataset, rows in comparison.items():
-        synthetic = next(iter(rows.values()))["synthetic"]
-        lines += [f"## {dataset}" + (" (SYNTHETIC data)" if synthetic else " (real data)"), "",
-                  "| model | " + " | ".join(METRICS) + " | train+eval s |",
-                  "|---|" + "---:|" * (len(METRICS) + 1)]
-        lines += [f"| {model} | " + " | ".join(cell(summary[name]) for name in METRICS)
-                  + f" | {summary['seconds'][0]:.0f} |" for model, summary in rows.items()]
+        kind = "SYNTHETIC data" if dataset == SYNTHETIC else "real data"
+        users = next(iter(rows.values()))["users"]
+        lines += [f"## {dataset} ({kind}; {users} test users)", "",
+                  "| model | L | " + " | ".join(METRICS) + " | validations | train+eval s |",
+                  "|---|---:|" + "---:|" * (len(METRICS) + 2)]
+        lines += [f"| {model} | {length_name(length)} | " + " | ".join(cell(row[name]) for name in METRICS)
+                  + f" | {row['validations']:.0f} | {row['seconds']:.0f} |" for (model, length), row in rows.items()]
         lines.append("")
-    dataset = LENGTH_CURVE_DATASET[args.profile]
-    lines += [f"## RecMamba versus MAX_ITEM_LIST_LENGTH on {dataset}"
-              + (" (SYNTHETIC data)" if curve and next(iter(curve.values()))["synthetic"] else ""),
-              "", f"Seed {args.seeds[0]}; otherwise the {dataset} budget above.", "",
-              "| L | " + " | ".join(METRICS) + " |", "|---:|" + "---:|" * len(METRICS)]
-    lines += [f"| {length} | " + " | ".join(f"{run[name]:.4f}" for name in METRICS) + " |"
-              for length, run in curve.items()]
+    lines += ["## Paired differences (row model minus column model; 95% interval over the same users)", "",
+              "| dataset | A | B | HR@10 A - B | NDCG@10 A - B | NDCG@10 |", "|---|---|---|---:|---:|---|"]
+    for (a, b), diff in summary["pairs"].items():
+        lines.append(f"| {a[0]}{' (SYNTHETIC)' if a[0] == SYNTHETIC else ''} | {a[1]} L={length_name(a[2])} | "
+                     f"{b[1]} L={length_name(b[2])} | {cell(diff['hit@10'])} | {cell(diff['ndcg@10'])} | "
+                     f"{confidence.verdict(diff['ndcg@10'])} |")
+    lines += ["", "## Targets (issue 13)", ""] + targets(summary, args) + [
+        "", f"Topic-aware rules of the generator (they know every item's true topic; each user's last item, no "
+        f"interval): the topic's most popular items outside the last 50 items HR@10 "
+        f"{synthetic_stats['hr10_short_last']:.3f}; the user's own most frequent items of the topic, whole history, "
+        f"{synthetic_stats['hr10_long_last']:.3f}. HistoryLookup above is topic-blind."]
+    curve = summary["curve"].get(SYNTHETIC, {})
+    lines += ["", f"## HR@10 and NDCG@10 versus MAX_ITEM_LIST_LENGTH on {SYNTHETIC} (SYNTHETIC data)", "",
+              "| model | L | HR@10 | NDCG@10 | validations | train+eval s |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {model} | {length_name(length)} | {cell(row['hit@10'])} | {cell(row['ndcg@10'])} | "
+              f"{row['validations']:.0f} | {row['seconds']:.0f} |" for (model, length), row in curve.items()]
     return "\n".join(lines) + "\n"
 
 
-def plot(comparison, curve, path):
+def plot(summary, args, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(comparison) + 1, figsize=(5 * (len(comparison) + 1), 4))
-    for axis, (dataset, rows) in zip(axes, comparison.items()):
-        names = list(rows)
-        for offset, metric in enumerate(["hit@10", "ndcg@10"]):
-            positions = [index + 0.38 * offset for index in range(len(names))]
-            axis.bar(positions, [rows[n][metric][0] for n in names], width=0.36,
-                     yerr=[rows[n][metric][1] for n in names], capsize=3, label=metric)
-        axis.set_xticks([index + 0.19 for index in range(len(names))], names, fontsize=8)
-        synthetic = next(iter(rows.values()))["synthetic"]
-        axis.set_title(f"{dataset}{' (synthetic)' if synthetic else ''}")
-        axis.legend()
-    lengths = list(curve)
-    for metric in ["hit@10", "ndcg@10"]:
-        axes[-1].plot(lengths, [curve[length][metric] for length in lengths], "o-", label=metric)
-    axes[-1].set(xscale="log", xlabel="MAX_ITEM_LIST_LENGTH", title="RecMamba vs length")
-    label_measured(axes[-1], lengths)
-    axes[-1].legend()
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    rows = summary["rows"].get("ml-100k", {})
+    names = [f"{model}" for model, _ in rows]
+    for offset, metric in enumerate(["hit@10", "ndcg@10"]):
+        values = [row[metric] for row in rows.values()]
+        axes[0].bar([i + 0.38 * offset for i in range(len(names))], [v[0] for v in values], width=0.36,
+                    yerr=[[v[0] - v[1] for v in values], [v[2] - v[0] for v in values]], capsize=3, label=metric)
+    axes[0].set_xticks([i + 0.19 for i in range(len(names))], names, fontsize=7, rotation=15)
+    axes[0].set_title("ml-100k (real), 95% intervals")
+    axes[0].legend()
+    curve = summary["curve"].get(SYNTHETIC, {})
+    for axis, metric in zip(axes[1:], ["hit@10", "ndcg@10"]):
+        for model in CURVE_MODELS + RULES:
+            points = sorted((length, row[metric]) for (name, length), row in curve.items()
+                            if name == model and length != WHOLE_HISTORY)
+            if points:
+                lengths, values = zip(*points)
+                axis.errorbar(lengths, [v[0] for v in values], yerr=[[v[0] - v[1] for v in values],
+                              [v[2] - v[0] for v in values]], marker="o", capsize=3, label=model,
+                              linestyle="--" if model in RULES else "-")
+        for rule, color in zip(RULES, ("gray", "brown")):
+            whole = curve.get((rule, WHOLE_HISTORY))
+            if whole:
+                axis.axhline(whole[metric][0], color=color, linestyle=":", label=f"{rule}, whole history")
+                axis.axhspan(whole[metric][1], whole[metric][2], color=color, alpha=0.15)
+        axis.set(xscale="log", xlabel="MAX_ITEM_LIST_LENGTH", ylabel=metric,
+                 title=f"{metric} vs length, {SYNTHETIC} (SYNTHETIC)")
+        label_measured(axis, args.lengths)
+        axis.legend(fontsize=7)
     figure.tight_layout()
     save_figure(figure, path)
 
@@ -143,39 +365,35 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default")
     parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--parallel", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--runs", type=Path, help="pickle of every run's per-user ranks: written after the runs, "
+                                                  "or, when it exists, read instead of running (tables again)")
     args = parser.parse_args(argv)
-    args.seeds, args.datasets, args.lengths = (PROFILES[args.profile][key] for key in ("seeds", "datasets", "lengths"))
-    comparison, curve = {}, {}
-    with tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(scratch)
-        previous = os.getcwd()
-        os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard
-        try:
-            for dataset, budget in args.datasets.items():
-                comparison[dataset] = {}
-                for model in args.models:
-                    runs = [train_once(model, dataset, {**SHARED, **budget, "seed": seed}, workdir)
-                            for seed in args.seeds]
-                    comparison[dataset][model] = summarise(runs)
-                    print(f"{dataset:>9} {model:>20}: " + ", ".join(
-                        f"{name}={cell(comparison[dataset][model][name])}" for name in ("hit@10", "ndcg@10")),
-                        flush=True)
-            dataset = LENGTH_CURVE_DATASET[args.profile]
-            for length in args.lengths:
-                options = {**SHARED, **args.datasets[dataset], "seed": args.seeds[0], "MAX_ITEM_LIST_LENGTH": length}
-                curve[length] = train_once("RecMamba", dataset, options, workdir)
-                print(f"RecMamba L={length}: hit@10={curve[length]['hit@10']:.4f}", flush=True)
-        finally:
-            os.chdir(previous)
-    table = markdown(comparison, curve, args)
+    args.seeds, args.lengths, args.budget = (PROFILES[args.profile][key] for key in ("seeds", "lengths", "budget"))
+    args.threads = threads_per_run(args.parallel)
+    if args.runs and args.runs.exists():
+        synthetic_stats, done = load_runs(args.runs)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            workdir = Path(scratch)
+            synthetic_stats = make_synthetic(workdir / "dataset", PROFILES[args.profile]["synthetic"],
+                                             seed=args.seeds[0])
+            previous = os.getcwd()
+            try:
+                done = run_jobs(plan(args, workdir), args.parallel, lambda done: args.runs and save_runs(
+                    args.runs, synthetic_stats, done))
+            finally:
+                os.chdir(previous)
+    summary = summarise(done, args)
+    table = markdown(summary, args, synthetic_stats)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "accuracy" if args.profile == "default" else f"accuracy_{args.profile}"
+    name = "accuracy" if args.profile in ("default", "reduced") else f"accuracy_{args.profile}"
     write_text(args.out / f"{name}.md", table)
-    plot(comparison, curve, args.out / f"{name}.png")
+    plot(summary, args, args.out / f"{name}.png")
     print(f"wrote {args.out / (name + '.md')} and {args.out / (name + '.png')}")
-    return comparison, curve
+    return summary, done
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ DICT_ENTRIES = {  # dict options -> their known entries
 }
 # Options RecBole reads that have no default in its yaml files.
 RECBOLE_RUNTIME_OPTIONS = ("model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "offset",
-                           "wandb_project", "encoding")
+                           "local_rank", "wandb_project", "encoding")
 # Options whose value may have other types than their default's (RecBole converts them).
 OTHER_TYPES = {"gpu_id": (str, int), "metrics": (list, str), "load_col": (dict, type(None)),
                "sparse_item_embedding": (str, bool)}

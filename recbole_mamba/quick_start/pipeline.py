@@ -7,9 +7,11 @@ With RecBole's multi-process options (``nproc``, ``world_size``, ``ip``, ``port`
 
 import inspect
 import logging
+import os
 import sys
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from recbole.utils import get_environment, init_logger, init_seed, set_color
@@ -18,7 +20,7 @@ from recbole_mamba.data.synthetic_marker import synthetic_description
 from recbole_mamba.quick_start.checks import check_dataset_size, check_input
 from recbole_mamba.quick_start.config import Config
 from recbole_mamba.errors import InputError
-from recbole_mamba.quick_start.trainer import TrainingDiverged, trainer_class
+from recbole_mamba.quick_start.trainer import TrainingDiverged, load_checkpoint, trainer_class
 
 # Root-logger handlers installed by our last init_logger call: removed before the next run, else RecBole's
 # logging.basicConfig would keep writing every later run of this process into the first run's log file.
@@ -122,7 +124,7 @@ def process_options(config):
     if options["offset"] + options["nproc"] > options["world_size"]:
         raise InputError("world_size", f"{options['world_size']} processes in all, but this machine starts ranks "
                          f"{options['offset']} to {options['offset'] + options['nproc'] - 1}",
-                         "give world_size = the number of processes on all machines, offset = this machine's first rank")
+                         "give world_size = the processes on all machines, offset = this machine's first rank")
     return options
 
 
@@ -130,6 +132,8 @@ def _run_process(local_rank, options, run_kwargs, queue):
     """One of several training processes: :func:`run` as ``local_rank``; its result or input error goes to ``queue``."""
     cmd_args = [arg for arg in run_kwargs["cmd_args"] or [] if arg[2:].partition("=")[0] not in options]
     config_dict = {**(run_kwargs["config_dict"] or {}), **options, "local_rank": local_rank}
+    if "OMP_NUM_THREADS" not in os.environ:  # as torchrun: the processes share the cores rather than oversubscribe
+        torch.set_num_threads(max(1, torch.get_num_threads() // options["nproc"]))
     try:
         result = run(**{**run_kwargs, "cmd_args": cmd_args, "config_dict": config_dict})
     except InputError as error:
@@ -186,6 +190,8 @@ def run(model="RecMamba", dataset="kuairand", config_file_list=None, config_dict
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict,
                     cmd_args=cmd_args, strict=strict)
     check_input(config)
+    if resume:
+        load_checkpoint(resume, config)  # missing, unsafe, or of another model or dataset: before anything is written
     if config["single_spec"]:
         options = process_options(config)
         if options["world_size"] > 1:

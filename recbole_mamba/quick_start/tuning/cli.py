@@ -58,7 +58,8 @@ def _parser():
 
     parser = _Parser(prog="run_hyper.py", allow_abbrev=False,
                      description="Hyper-parameter search; any other --key=value is fixed for every trial.")
-    parser.add_argument("--model", default=DEFAULTS["model"], help="recbole-mamba or RecBole model (default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULTS["model"],
+                        help="recbole-mamba or RecBole model (default: %(default)s)")
     parser.add_argument("--dataset", default=DEFAULTS["dataset"], help="dataset name (default: %(default)s)")
     parser.add_argument("--config_files", default="", help='yaml files, later ones win: "a.yaml b.yaml"')
     parser.add_argument("--params_file", help=f"RecBole params file (default: properties/{HYPER_DIR}/<model>.hyper)")

@@ -5,6 +5,7 @@ import traceback
 import numpy as np
 
 from recbole_mamba.errors import InputError
+from recbole_mamba.quick_start.pipeline import objective_function
 from recbole_mamba.quick_start.tuning import trials
 
 ALGOS = ("exhaustive", "random", "bayes")
@@ -19,8 +20,6 @@ def _suggest(algo):
 
 def run_trial(study, values):
     """Train and evaluate one trial with ``values``; a trial that raises is recorded as failed."""
-    from recbole_mamba.quick_start.pipeline import objective_function
-
     try:
         result = objective_function(study.config_dict(values), list(study.config_files) or None)
     except Exception as error:  # noqa: BLE001  (recorded as a failed trial; the search goes on)

@@ -10,6 +10,7 @@ import tempfile
 import time
 
 from recbole_mamba import compat
+from recbole_mamba.quick_start.pipeline import objective_function
 from recbole_mamba.quick_start.tuning import trials
 
 SCHEDULERS = ("asha", "fifo")
@@ -23,8 +24,7 @@ def trial(sample, study, metric):
     import ray
     from ray import tune
 
-    compat.apply()  # a fresh worker process: RecBole needs the fixes here too
-    from recbole_mamba.quick_start.pipeline import objective_function
+    compat.apply()  # a Ray worker is a fresh process: RecBole needs the fixes there too (applied once)
 
     def report_epoch(epoch_idx, valid_score):
         tune.report({metric: valid_score, "epoch": epoch_idx + 1})
