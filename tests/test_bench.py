@@ -1,6 +1,6 @@
 """Smoke runs of the benchmark scripts at tiny sizes: they run end to end and write their table and plot."""
 
-from recbole_mamba.bench import accuracy, efficiency, scan, serving
+from recbole_mamba.bench import accuracy, efficiency, scale, scan, serving
 
 
 def test_scan_benchmark_writes_table_and_plot(tmp_path):
@@ -43,3 +43,14 @@ def test_serving_benchmark_times_step_and_recompute(tmp_path):
     table = (tmp_path / "serving.md").read_text()
     assert "| RecMamba | 3 | 24 |" in table and "skipped: ~" in table and "| SASRecSDPA | 1 | 8 | - |" in table
     assert (tmp_path / "serving.png").stat().st_size > 0
+
+
+def test_scale_benchmark_quick(tmp_path):
+    runs, memory_runs = scale.main(["--quick", "--out", str(tmp_path), "--workdir", str(tmp_path / "work")])
+    assert [(run["window"], run["catalogue"], run["sparse"]) for run in runs] == [
+        ("L=64", 7400, True), ("L=64", 500, False), ("L=16", 7400, True), ("L=16", 500, False)]
+    assert all(run["eval_s"] is not None for run in runs[:2]) and [run["label"] for run in memory_runs] == [
+        "RecMamba", "SASRecSDPA"]
+    table = (tmp_path / "scale_quick.md").read_text()
+    assert "SYNTHETIC" in table and "| L=16 | 7,400 (" in table and "5 / 157 |" in table
+    assert (tmp_path / "scale_quick.png").stat().st_size > 0

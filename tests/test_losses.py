@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 from recbole.utils import InputType
 
+from recbole_mamba.bench import sampled_softmax
 from recbole_mamba.data import fields
 from recbole_mamba.errors import InputError
 from recbole_mamba.model import GRU4RecAllPositions, RecMamba, SASRecSDPA, all_position_training
@@ -275,3 +276,11 @@ def test_sampled_softmax_trains_a_model_to_lower_loss():
     for _ in range(40):
         one_step(model, optimizer, batch)
     assert full_ce() < 0.7 * before
+
+
+def test_sampled_softmax_accuracy_benchmark_quick(tmp_path):
+    results = sampled_softmax.main(["--quick", "--out", str(tmp_path)])
+    assert list(results["ml-100k"]) == list(sampled_softmax.LOSSES)
+    assert all(0 <= summary["hit@10"][0] <= 1 for summary in results["ml-100k"].values())
+    table = (tmp_path / "sampled_softmax_quick.md").read_text()
+    assert "## ml-100k (real data)" in table and "| sampled_softmax, 256 popularity | " in table

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from recbole_mamba.bench.results import RESULTS_DIR, label_measured, save_figure, write_text
+from recbole_mamba.bench.results import RESULTS_DIR, label_measured, publish, save_figure
 from recbole_mamba.bench.rss import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
 BASELINE = "SASRec"
@@ -212,12 +212,8 @@ def main(argv=None):
               f"{row['time_s']:.4f} s  {row['memory_gib']:.3f} GiB"), flush=True)
     machine = machine_description("cuda" if args.profile == "gpu" else "cpu")
     table = markdown(rows, args, machine)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = f"efficiency_{args.profile}"
-    write_text(args.out / f"{name}.md", table)
-    plot(rows, args.out / f"{name}.png", f"Training step vs length ({machine})")
-    print(f"wrote {args.out / (name + '.md')} and {args.out / (name + '.png')}")
+    publish(args.out, f"efficiency_{args.profile}", table,
+            lambda path: plot(rows, path, f"Training step vs length ({machine})"))
     return rows
 
 

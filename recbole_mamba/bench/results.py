@@ -14,6 +14,19 @@ def write_text(path, text):
     write_atomic(path, lambda handle: handle.write(text))
 
 
+def publish(folder, name, table, plot=None):
+    """Print a benchmark's markdown ``table`` and write it as ``<folder>/<name>.md``, and its plot as
+    ``<folder>/<name>.png`` through ``plot(path)`` when given."""
+    print(table)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / f"{name}.md", table)
+    written = [folder / f"{name}.md"]
+    if plot is not None:
+        plot(folder / f"{name}.png")
+        written.append(folder / f"{name}.png")
+    print("wrote " + " and ".join(map(str, written)))
+
+
 def save_figure(figure, path):
     """Save a matplotlib figure as PNG, atomically."""
     write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=120), binary=True)

@@ -46,7 +46,7 @@ PROFILES = {
         "users": 20, "interactions": 20_000, "items": 7_400, "folded_items": 500,
         "windows": [{"name": "L=64", "length": 64, "batch": 4, "eval_batch": 8, "evaluate": True},
                     {"name": "L=16", "length": 16, "batch": 8, "eval_batch": 8, "evaluate": False, "max_steps": 5}],
-        "model": {"hidden_size": 16, "d_state": 4}, "threads": 1,
+        "model": {"hidden_size": 16, "d_state": 4, "sparse_item_embedding_min_items": 1000}, "threads": 1,
         "ml100k": {"MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 128, "user_inter_num_interval": "[20,26)",
                    "hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1},
     },
@@ -123,7 +123,8 @@ def synthetic_runs(args, profile):
                 "label": label, "model": "RecMamba", "dataset": "synthetic-lifelong", "window": window["name"],
                 "catalogue": items, "distinct_items": meta["distinct_items"], "evaluate": window["evaluate"],
                 "max_steps": window.get("max_steps"), "threads": profile["threads"],
-                "options": {**SAMPLED_SOFTMAX, **profile["model"], "data_path": str(folder), "checkpoint_dir": str(folder / "saved"),
+                "options": {**SAMPLED_SOFTMAX, **profile["model"], "data_path": str(folder),
+                            "checkpoint_dir": str(folder / "saved"),
                             "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
                             "MAX_ITEM_LIST_LENGTH": window["length"], "train_batch_size": window["batch"],
                             "eval_batch_size": window["eval_batch"]},
@@ -158,9 +159,9 @@ def markdown(args, runs, meta, memory_runs):
         f"Data: **synthetic**, shaped like KuaiRand-1K (not real data): {meta['users']:,} users, "
         f"{meta['interactions']:,} interactions, per-user length median {meta['median_length']:,.0f}, max "
         f"{meta['max_length']:,}; item ids drawn from {profile['items']:,} ids, and the same draws folded into "
-        f"{profile['folded_items']:,}. RecMamba (hidden 64, 1 Mamba4Rec layer), seq2seq, `sampled_softmax` with 256 "
-        "shared negatives, Adam, `sparse_item_embedding: auto`; full ranking in slices of items "
-        "(`eval_slice_logits`). Peak RSS: the process's `VmHWM` over all phases (import, load, train, evaluate).",
+        f"{profile['folded_items']:,}. RecMamba (its defaults, {json.dumps(profile['model'])}), seq2seq, "
+        "`sampled_softmax` with 256 shared negatives, Adam, `sparse_item_embedding: auto`; full ranking in slices "
+        "of items (`eval_slice_logits`). Peak RSS: the process's `VmHWM` over all phases (import, load, train, evaluate).",
         "",
         "| window | item ids (distinct) | sparse updates | steps trained / per epoch | s / step | epoch s | eval s "
         "| peak RSS GiB | load avg |",

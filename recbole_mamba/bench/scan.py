@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from recbole_mamba.bench.results import RESULTS_DIR, label_measured, save_figure, write_text
+from recbole_mamba.bench.results import RESULTS_DIR, label_measured, publish, save_figure
 from recbole_mamba.ops import selective_scan_fn, selective_scan_ref
 from recbole_mamba.progress import step
 
@@ -135,11 +135,7 @@ def main(argv=None):
         with step(f"measuring L={length}"):
             rows.append(measure(length, args))
     table = markdown(rows, args)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / "scan.md", table)
-    plot(rows, args.out / "scan.png")
-    print(f"wrote {args.out / 'scan.md'} and {args.out / 'scan.png'}")
+    publish(args.out, "scan", table, lambda path: plot(rows, path))
     return rows
 
 

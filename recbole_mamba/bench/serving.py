@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from recbole_mamba.bench.results import RESULTS_DIR, label_measured, save_figure, write_text
+from recbole_mamba.bench.results import RESULTS_DIR, label_measured, publish, save_figure
 from recbole_mamba.progress import step as progress_step
 
 MODELS = {  # name -> (options, exponent of L in the recompute time); hidden size 64 everywhere
@@ -221,11 +221,7 @@ def main(argv=None):
         table = markdown(rows, shapes, args)
     finally:
         torch.set_num_threads(threads)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / "serving.md", table)
-    plot(rows, args.out / "serving.png")
-    print(f"wrote {args.out / 'serving.md'} and {args.out / 'serving.png'}")
+    publish(args.out, "serving", table, lambda path: plot(rows, path))
     return rows
 
 

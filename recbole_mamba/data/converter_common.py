@@ -7,6 +7,7 @@ raw folder (or a stale one removed). Every function works on parallel arrays: on
 """
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -362,3 +363,16 @@ def write_dataset(out_dir, name, source, user, item, time, fields=None, time_uni
         remove_marker(folder)  # real data replaced synthetic data: the marker is stale
     stats.update(output=str(folder / f"{name}.inter"), synthetic=marker is not None)
     return stats
+
+
+def run_converter(convert, format_stats, quiet=False):
+    """A converter's command line: run ``convert()``, print ``format_stats`` of its statistics (unless ``quiet``), or
+    one line ``error: ...`` for bad input; returns the exit status (0, or 2 for bad input)."""
+    try:
+        stats = convert()
+    except (InputError, OSError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    if not quiet:
+        print(format_stats(stats))
+    return 0

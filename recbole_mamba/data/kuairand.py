@@ -56,6 +56,7 @@ from recbole_mamba.data.converter_common import (
     concatenate_columns,
     read_first_line,
     read_int_chunks,
+    run_converter,
     shorten_and_core,
     sort_by_user_time,
     write_dataset,
@@ -285,16 +286,11 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        stats = convert(args.raw_dir, args.out_dir, name=args.name, version=args.version, logs=args.logs,
+    return run_converter(
+        lambda: convert(args.raw_dir, args.out_dir, name=args.name, version=args.version, logs=args.logs,
                         feedback=args.feedback, keep_fields=args.keep_fields, k_core_min=args.k_core,
-                        max_user_length=args.max_user_length, chunksize=args.chunksize, verbose=not args.quiet)
-    except (KuaiRandFormatError, OSError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(format_stats(stats))
-    return 0
+                        max_user_length=args.max_user_length, chunksize=args.chunksize, verbose=not args.quiet),
+        format_stats, args.quiet)
 
 
 if __name__ == "__main__":

@@ -48,13 +48,13 @@ from recbole_mamba.data.converter_common import (
     first_of_duplicates,
     read_first_line,
     read_int_chunks,
+    run_converter,
     select,
     shorten_and_core,
     sort_by_user_time,
     write_dataset,
 )
 from recbole_mamba.data.converter_common import format_stats as format_sequence_stats
-from recbole_mamba.errors import InputError
 from recbole_mamba.progress import step
 
 EVENTS_FILE = "LFM-1b_LEs.txt"
@@ -189,18 +189,15 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
+
+    def run():
         events = Path(args.events) if args.events else find_events_file(args.raw_dir)
-        stats = convert(events, args.out_dir, name=args.name, level=args.level, k_core_min=args.k_core,
-                        max_user_length=args.max_user_length, min_timestamp=args.min_timestamp,
-                        max_timestamp=args.max_timestamp, keep_duplicates=args.keep_duplicates,
-                        chunksize=args.chunksize, verbose=not args.quiet)
-    except (InputError, OSError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(format_stats(stats))
-    return 0
+        return convert(events, args.out_dir, name=args.name, level=args.level, k_core_min=args.k_core,
+                       max_user_length=args.max_user_length, min_timestamp=args.min_timestamp,
+                       max_timestamp=args.max_timestamp, keep_duplicates=args.keep_duplicates,
+                       chunksize=args.chunksize, verbose=not args.quiet)
+
+    return run_converter(run, format_stats, args.quiet)
 
 
 if __name__ == "__main__":
