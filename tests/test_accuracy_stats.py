@@ -66,3 +66,15 @@ def test_captured_ranks_reproduce_recboles_averaged_metrics(model, tmp_path, mon
     values = confidence.per_user_metrics(ranks, ks=(5, 10))
     for name, value in values.items():  # RecBole rounds to 4 decimals
         assert value.mean() == pytest.approx(float(result["test_result"][name]), abs=6e-5), name
+
+
+def test_probe_compares_variants_with_the_baseline_on_the_same_users(tmp_path, monkeypatch):
+    from recbole_mamba.bench import accuracy_probe
+
+    monkeypatch.chdir(tmp_path)
+    done = accuracy_probe.main(["--profile", "smoke", "--length", "8", "--variant", "d_state=4,expand=1",
+                                "--out", str(tmp_path / "probe.md")])
+    assert [key[1] for key in done] == ["baseline", "d_state=4,expand=1"]
+    first, second = done.values()
+    assert np.array_equal(first["users"], second["users"]) and second["options"]["d_state"] == 4
+    assert "| d_state=4,expand=1 | " in (tmp_path / "probe.md").read_text()

@@ -64,8 +64,14 @@ def test_two_processes_share_each_epoch_and_evaluate_as_one(checkpoint_dir):
     from recbole_mamba.quick_start import Config
 
     queue = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(rank_worker, args=(free_port(), queue), nprocs=2, join=True)
-    ranks = dict((rank, outcome) for rank, *outcome in (queue.get(), queue.get()))
+    processes = mp.spawn(rank_worker, args=(free_port(), queue), nprocs=2, join=False)
+    outcomes = []
+    while len(outcomes) < 2:  # read while they run (a full pipe blocks their put); join raises if one failed
+        processes.join(timeout=1)
+        while not queue.empty():
+            outcomes.append(queue.get())
+    processes.join()
+    ranks = {rank: outcome for rank, *outcome in outcomes}
     one_examples, one_result, *_ = loaders_and_valid_result(Config("RecMamba", "ml-100k", cmd_args=TINY))
 
     (first, first_result, first_before, first_after), (second, second_result, _, second_after) = ranks[0], ranks[1]

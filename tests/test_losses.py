@@ -284,3 +284,11 @@ def test_sampled_softmax_accuracy_benchmark_quick(tmp_path):
     assert all(0 <= summary["hit@10"][0] <= 1 for summary in results["ml-100k"].values())
     table = (tmp_path / "sampled_softmax_quick.md").read_text()
     assert "## ml-100k (real data)" in table and "| sampled_softmax, 256 popularity | " in table
+
+
+@pytest.mark.parametrize("key, value", [("sparse_item_embedding", "yes"), ("sparse_item_embedding", 1),
+                                        ("negative_distribution", "zipf"), ("num_negatives", 0),
+                                        ("loss_type", "hinge"), ("eval_slice_logits", -1)])
+def test_new_options_are_checked_before_a_run(key, value):
+    with pytest.raises(InputError, match=key):
+        Config(model="SASRecSDPA", dataset="ml-100k", config_dict={key: value})

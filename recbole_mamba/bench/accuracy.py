@@ -113,7 +113,7 @@ def threads_per_run(parallel):
 
 
 def train_once(job):
-    """One RecBole run (a dict: model, dataset, options, workdir): test users' ranks, seconds, best epoch."""
+    """One RecBole run (a dict: model, dataset, options, workdir): test users' ranks, seconds, validations."""
     import torch
 
     from recbole_mamba.bench import reference_rules
@@ -160,6 +160,7 @@ def plan(args, workdir):
         for dataset, length in [("ml-100k", WHOLE_HISTORY), (SYNTHETIC, WHOLE_HISTORY)] + [
                 (SYNTHETIC, length) for length in args.lengths if rule == "HistoryLookup"]:
             add(dataset, rule, length, args.seeds[0])
+
     def priority(key):  # cheap rules, then the comparison's ends, so an interrupted run has the essentials
         dataset, model, length, seed = key
         essential = model in RULES or length in (args.lengths[0], args.lengths[-1]) or dataset == "ml-100k"
@@ -190,15 +191,17 @@ def run_jobs(jobs, parallel, on_result=lambda done: None):
 
 
 def save_runs(path, synthetic_stats, done):
+    """Pickle the synthetic set's statistics and the finished runs, atomically."""
     write_atomic(path, lambda handle: pickle.dump((synthetic_stats, done), handle), binary=True)
 
 
 def load_runs(path):
+    """What :func:`save_runs` wrote."""
     with open(path, "rb") as handle:
         return pickle.load(handle)
 
 
-def per_user(done, dataset, model, length, seeds):
+def user_values(done, dataset, model, length, seeds):
     """Per-user metric values (mean over ``seeds``), users in id order."""
     runs = [done[(dataset, model, length, seed)] for seed in seeds if (dataset, model, length, seed) in done]
     users = runs[0]["users"]
@@ -213,7 +216,7 @@ def summarise(done, args):
     entries = {}
     for dataset, model, length, _ in done:
         seeds = [args.seeds[0]] if model in RULES else args.seeds
-        entries.setdefault((dataset, model, length), per_user(done, dataset, model, length, seeds))
+        entries.setdefault((dataset, model, length), user_values(done, dataset, model, length, seeds))
     summary = {"rows": {}, "curve": {}, "pairs": {}}
     for dataset in datasets:
         first = next(users for (d, _, _), (_, users, _) in entries.items() if d == dataset)

@@ -22,7 +22,8 @@ PHASES = ["train", "valid", "test"]
 
 
 def wants_position_negatives(config):
-    """seq2seq batches carry ``NEG_ITEM_LIST`` when the loss is pairwise (``loss_type`` BPR or a pairwise model)."""
+    """seq2seq batches carry ``NEG_ITEM_LIST`` when the loss is pairwise (``loss_type`` BPR, or a pairwise input type:
+    the plugin models' BCE, pairwise RecBole models)."""
     loss_type = config["loss_type"]
     pairwise_loss = isinstance(loss_type, str) and loss_type.upper() == "BPR"
     return pairwise_loss or config["MODEL_INPUT_TYPE"] == InputType.PAIRWISE
