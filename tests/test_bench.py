@@ -50,7 +50,9 @@ def test_scale_benchmark_quick(tmp_path):
     assert [(run["window"], run["catalogue"], run["sparse"]) for run in runs] == [
         ("L=64", 7400, True), ("L=64", 500, False), ("L=16", 7400, True), ("L=16", 500, False)]
     assert all(run["eval_s"] is not None for run in runs[:2]) and [run["label"] for run in memory_runs] == [
-        "RecMamba", "SASRecSDPA"]
+        "RecMamba, eval_batch_size 4096", "RecMamba, eval_batch_size 8", "SASRecSDPA, eval_batch_size 4096",
+        "SASRecSDPA, eval_batch_size 8"]
     table = (tmp_path / "scale_quick.md").read_text()
     assert "SYNTHETIC" in table and "| L=16 | 7,400 (" in table and "5 / 157 |" in table
+    assert "| SASRecSDPA, eval_batch_size 8 | " in (tmp_path / "scale_memory_quick.md").read_text()
     assert (tmp_path / "scale_quick.png").stat().st_size > 0

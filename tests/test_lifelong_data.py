@@ -105,9 +105,9 @@ def fit_and_test(config, loaders):
     train_data, valid_data, test_data = loaders
     init_seed(config["seed"], config["reproducibility"])
     model = SASRec(config, train_data._dataset)
-    trainer = Trainer(config, model)
-    _, valid_result = trainer.fit(train_data, valid_data, saved=True, verbose=False, show_progress=False)
-    return dict(valid_result), dict(trainer.evaluate(test_data, load_best_model=True))
+    trainer = Trainer(config, model)  # stock RecBole; one epoch: the model after it is the best one
+    _, valid_result = trainer.fit(train_data, valid_data, saved=False, verbose=False, show_progress=False)
+    return dict(valid_result), dict(trainer.evaluate(test_data, load_best_model=False))
 
 
 # ------------------------------------------------------------------------------------ equivalence with RecBole

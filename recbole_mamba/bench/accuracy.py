@@ -124,9 +124,10 @@ def train_once(job):
     os.chdir(job["workdir"])  # RecBole writes ./log and ./log_tensorboard
     model = getattr(reference_rules, job["model"], job["model"])
     started = time.perf_counter()
+    # A folder of its own: RecBole names checkpoints by model and second, so concurrent runs would share one.
+    saved = tempfile.mkdtemp(prefix="saved-", dir=job["workdir"])
     with captured_evaluations() as evaluations:
-        result = run(model=model, dataset=job["dataset"],
-                     config_dict={**job["options"], "checkpoint_dir": str(Path(job["workdir"]) / "saved")})
+        result = run(model=model, dataset=job["dataset"], config_dict={**job["options"], "checkpoint_dir": saved})
     users, ranks = evaluations[-1]
     order = np.argsort(users, kind="stable")
     return {**job, "users": users[order], "ranks": ranks[order], "seconds": time.perf_counter() - started,
