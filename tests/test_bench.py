@@ -21,11 +21,16 @@ def test_efficiency_benchmark_measures_each_model_with_ratios(tmp_path):
 
 
 def test_accuracy_benchmark_smoke_profile(tmp_path):
-    summary, runs = accuracy.main(["--profile", "smoke", "--models", "RecMamba", "SASRecSDPA", "--out", str(tmp_path)])
-    assert set(summary["rows"]["ml-100k"]) == {("RecMamba", 20), ("SASRecSDPA", 20), ("HistoryLookup", 10_000),
-                                               ("MostPopular", 10_000)}
+    summary, runs = accuracy.main(["--profile", "smoke", "--models", "RecMamba", "RecMamba+retrieval", "SASRecSDPA",
+                                   "--out", str(tmp_path)])
+    assert set(summary["rows"]["ml-100k"]) == {("RecMamba", 20), ("RecMamba+retrieval", 20), ("SASRecSDPA", 20),
+                                               ("HistoryLookup", 10_000), ("MostPopular", 10_000)}
     curve = summary["curve"]["lifelong-synthetic"]
     assert {key for key in curve if key[0] == "RecMamba"} == {("RecMamba", 8), ("RecMamba", 16)}
+    variant = runs[("lifelong-synthetic", "RecMamba+retrieval", 16, 1)]
+    assert variant["test_result"] != runs[("lifelong-synthetic", "RecMamba", 16, 1)]["test_result"]
+    assert variant["options"]["history_retrieval"] is True and "- RecMamba+retrieval HR@10 at L = 16" in (
+        tmp_path / "accuracy_smoke.md").read_text()
     assert all(low <= mean <= high for row in curve.values() for mean, low, high in [row["hit@10"]])
     assert len({len(run["users"]) for run in runs.values() if run["dataset"] == "lifelong-synthetic"}) == 1
     table = (tmp_path / "accuracy_smoke.md").read_text()

@@ -129,9 +129,10 @@ def test_bad_options_are_one_line_errors(key, value):
     assert key in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("retrieval", [False, True])
 @pytest.mark.parametrize("style", STYLES)
-def test_trailing_padding_does_not_change_outputs(style):
-    model = make_model(block_style=style, max_len=24).eval()
+def test_trailing_padding_does_not_change_outputs(style, retrieval):
+    model = make_model(block_style=style, max_len=24, history_retrieval=retrieval).eval()
     batch = make_batch(length=MAX_LEN)
     seq, lengths = batch["item_id_list"], batch["item_length"]
     with torch.no_grad():
@@ -237,10 +238,12 @@ def test_model_loss_and_gradients_do_not_depend_on_slicing():
         torch.testing.assert_close(grad_a, grad_b)
 
 
+@pytest.mark.parametrize("retrieval", [False, True])
 @pytest.mark.parametrize("loss_type", LOSSES)
 @pytest.mark.parametrize("style", STYLES)
-def test_gradients_reach_every_parameter(style, loss_type):
-    model = make_model(block_style=style, loss_type=loss_type, num_layers=2, position_embedding=True)
+def test_gradients_reach_every_parameter(style, loss_type, retrieval):
+    model = make_model(block_style=style, loss_type=loss_type, num_layers=2, position_embedding=True,
+                       history_retrieval=retrieval)
     model.calculate_loss(make_batch(seq2seq=True)).backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None, name
@@ -378,6 +381,25 @@ def test_fused_cuda_path_matches_torch_path():
     for got, want in zip(results["cuda"], results["torch"]):
         scale = want.abs().max().clamp(min=1e-6)
         assert (got - want).abs().max() / scale < 1e-3
+
+
+def test_history_retrieval_is_causal_and_reads_far_back():
+    """The readout at position t changes when an item long before t changes, never when one after t does."""
+    model = make_model(max_len=40, history_retrieval=True, retrieval_heads=4, dropout_prob=0.0,
+                       initializer_range=0.5).eval()
+    seq = torch.randint(1, N_ITEMS, (1, 40), generator=torch.Generator().manual_seed(3))
+    early, late = seq.clone(), seq.clone()
+    early[0, 0] = seq[0, 0] % (N_ITEMS - 1) + 1
+    late[0, 30] = seq[0, 30] % (N_ITEMS - 1) + 1
+    with torch.no_grad():
+        reference, changed_early, changed_late = (model.forward_all(s) for s in (seq, early, late))
+    torch.testing.assert_close(changed_late[0, :30], reference[0, :30])
+    assert (changed_early[0, 35:] - reference[0, 35:]).abs().max() > 1e-2
+
+
+def test_retrieval_heads_must_divide_hidden_size():
+    with pytest.raises(InputError, match="retrieval_heads: 3 does not divide hidden_size 16"):
+        make_model(history_retrieval=True, retrieval_heads=3)
 
 
 def test_training_reduces_loss_on_a_recall_task():

@@ -31,10 +31,11 @@ TOLERANCE = 1e-5  # max abs difference, float32
 N_ITEMS = 40
 
 
-def random_model(style, num_layers, d_conv, max_len, seed):
+def random_model(style, num_layers, d_conv, max_len, seed, retrieval=False):
     config = Config(model="RecMamba", dataset="serving-test", config_dict={
         "block_style": style, "num_layers": num_layers, "d_conv": d_conv, "hidden_size": 16, "d_state": 8,
-        "MAX_ITEM_LIST_LENGTH": max_len, "initializer_range": 0.5, "mamba_backend": "torch"})
+        "MAX_ITEM_LIST_LENGTH": max_len, "initializer_range": 0.5, "mamba_backend": "torch",
+        "history_retrieval": retrieval})
     torch.manual_seed(seed)
     return RecMamba(config, ItemCount(N_ITEMS)).eval()
 
@@ -99,15 +100,16 @@ def test_mixer_prefill_ignores_the_padding_after_each_length():
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("style", ["paper", "mamba4rec"])
-def test_prefill_then_step_equals_the_full_forward(style, seed):
+@pytest.mark.parametrize("style, retrieval", [("paper", False), ("mamba4rec", False), ("mamba4rec", True),
+                                              ("paper", True)])
+def test_prefill_then_step_equals_the_full_forward(style, retrieval, seed):
     """Random model, layers, conv width, batch, history lengths (some past one scan chunk) and new items, folded in
     one at a time and a few at a time: representations and states equal a prefill of the concatenated histories."""
     generator = torch.Generator().manual_seed(seed)
     num_layers, d_conv = 1 + seed, (2, 4, 3)[seed]
     batch, new = int(torch.randint(1, 6, (1,), generator=generator)), 5
     lengths = torch.randint(1, 60, (batch,), generator=generator)
-    model = random_model(style, num_layers, d_conv, max_len=80, seed=seed)
+    model = random_model(style, num_layers, d_conv, max_len=80, seed=seed, retrieval=retrieval)
     histories = [torch.randint(1, N_ITEMS, (int(n),), generator=generator) for n in lengths]
     new_items = torch.randint(1, N_ITEMS, (batch, new), generator=generator)
     item_seq, item_seq_len = right_padded(histories)
@@ -122,7 +124,10 @@ def test_prefill_then_step_equals_the_full_forward(style, seed):
             differences.append((representation - model.forward(full_seq, full_len)).abs().max())
         _, reference = model.prefill(full_seq, full_len)
         assert torch.equal(state["length"], full_len)
-        differences += [(state[key] - reference[key]).abs().max() for key in reference if key != "length"]
+        differences += [(state[key] - reference[key]).abs().max() for key in reference
+                        if key not in ("length", "history")]
+        if retrieval:  # the stored history: the items, whatever the padding after each length
+            assert all(torch.equal(state["history"][row, :n], full_seq[row, :n]) for row, n in enumerate(full_len))
     worst = max(differences).item()
     print(f"{style} seed {seed}: {num_layers} layer(s), d_conv {d_conv}, batch {batch}: max abs difference {worst:.1e}")
     assert worst <= TOLERANCE

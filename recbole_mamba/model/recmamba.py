@@ -7,6 +7,9 @@ Two block styles (``block_style``):
 - ``mamba4rec``: Mamba4Rec: embedding -> dropout -> LayerNorm -> ``num_layers`` x [Mamba -> dropout ->
   LayerNorm(x + residual) -> position-wise FFN (4H, GELU, dropout) with residual + LayerNorm].
 
+``history_retrieval`` (either style) adds, after the last layer, an attention readout over the embeddings of the
+items seen so far (:mod:`recbole_mamba.model.history_retrieval`): a hybrid that recalls old items directly.
+
 Training signal:
 
 - RecBole's usual batches: the loss at the last position (``POS_ITEM_ID``; ``NEG_ITEM_ID`` for BPR and BCE).
@@ -22,8 +25,9 @@ never leaks into real positions.
 
 Serving (recurrent inference, in eval mode): :meth:`RecMamba.prefill` turns histories into user representations and
 per-user states (a dict of tensors, batch first: ``"length"`` and each layer's conv window and SSM state, see
-:meth:`~recbole_mamba.model.mamba_mixer.MambaMixer.prefill`); :meth:`RecMamba.step` folds new interactions into a
-state in O(1) time per event, whatever the history's length. ``{key: value[i:i + 1] for key, value in
+:meth:`~recbole_mamba.model.mamba_mixer.MambaMixer.prefill`; with ``history_retrieval`` also ``"history"``, the
+item ids); :meth:`RecMamba.step` folds new interactions into a state in O(1) time per event, whatever the
+history's length (with ``history_retrieval``: O(history), its readout reads the stored items). ``{key: value[i:i + 1] for key, value in
 state.items()}`` is user ``i``'s state; ``torch.save`` and ``torch.load(weights_only=True)`` keep it.
 """
 
@@ -35,6 +39,7 @@ from torch import nn
 
 from recbole_mamba.errors import check_choice
 from recbole_mamba.model.all_position_training import AllPositionTraining
+from recbole_mamba.model.history_retrieval import HistoryRetrieval
 from recbole_mamba.model.mamba_mixer import MambaMixer
 from recbole_mamba.ops.backends import check_backend
 
@@ -123,6 +128,8 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
             self.layers = nn.ModuleList(
                 Mamba4RecLayer(self.hidden_size, self.dropout_prob, **mixer_args) for _ in range(self.num_layers)
             )
+        self.history_retrieval = (HistoryRetrieval(self.hidden_size, config["retrieval_heads"], self.dropout_prob)
+                                  if config["history_retrieval"] else None)
         # Mamba layers keep Mamba's own initialisation (dt_proj bias, A_log, D, PyTorch's default for projections)
         in_mixers = {id(m) for mixer in self.modules() if isinstance(mixer, MambaMixer) for m in mixer.modules()}
         for module in self.modules():
@@ -159,13 +166,19 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
         hidden = self.dropout(hidden)
         return hidden if self.LayerNorm is None else self.LayerNorm(hidden)
 
+    def _retrieve(self, hidden, history, valid=None):
+        """``hidden`` after the history readout (if ``history_retrieval``) over the items ``history``."""
+        if self.history_retrieval is None:
+            return hidden
+        return self.history_retrieval(hidden, self.dropout(self.item_embedding(history)), valid)
+
     def forward_all(self, item_seq):
         """Hidden states at every position: item_seq (batch, L) -> (batch, L, hidden_size), causal."""
         self._check_positions(item_seq.shape[1])
         hidden = self._embed(item_seq, torch.arange(item_seq.shape[1], device=item_seq.device))
         for layer in self.layers:
             hidden = layer(hidden)
-        return hidden
+        return self._retrieve(hidden, item_seq)
 
     @torch.no_grad()
     def prefill(self, item_seq, item_seq_len):
@@ -183,7 +196,9 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
         for index, layer in enumerate(self.layers):
             hidden, layer_state = layer.prefill(hidden, item_seq_len)
             state.update({f"layer{index}.{name}": value for name, value in layer_state.items()})
-        return self.gather_indexes(hidden, item_seq_len - 1), state
+        if self.history_retrieval is not None:
+            state["history"] = item_seq.clone()
+        return self.gather_indexes(self._retrieve(hidden, item_seq), item_seq_len - 1), state
 
     @torch.no_grad()
     def step(self, state, item_ids):
@@ -207,5 +222,17 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
                 names = ("conv", "ssm")
                 hidden, layer_state = layer.step(hidden, {name: state[f"layer{index}.{name}"] for name in names})
                 next_state.update({f"layer{index}.{name}": layer_state[name] for name in names})
+            if self.history_retrieval is not None:
+                history = _appended(state["history"], positions, items)
+                valid = torch.arange(history.shape[1], device=history.device) <= positions[:, None]
+                hidden = self._retrieve(hidden[:, None], history, valid)[:, 0]
+                next_state["history"] = history
             state = next_state
         return hidden, state
+
+
+def _appended(history, lengths, items):
+    """A copy of the right-padded ``history`` (batch, T) with ``items`` (batch,) written at ``lengths``."""
+    width = max(history.shape[1], int(lengths.max()) + 1)
+    extended = F.pad(history, (0, width - history.shape[1]))
+    return extended.scatter(1, lengths[:, None], items[:, None])

@@ -43,7 +43,7 @@ RULES = {  # option -> (what its value must be, test), checked besides its defau
     **dict.fromkeys(("epochs", "train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH", "hidden_size",
                      "embedding_size", "inner_size", "n_layers", "n_heads", "num_layers", "d_state", "d_conv",
                      "expand", "ce_slice_logits", "stopping_step", "nproc", "num_negatives", "eval_slice_logits",
-                     "sparse_item_embedding_min_items"), _POSITIVE_INT),
+                     "sparse_item_embedding_min_items", "retrieval_heads"), _POSITIVE_INT),
     "world_size": ("a positive integer or -1 (= nproc)", lambda value: value == -1 or _positive_int(value)),
     "offset": ("an integer >= 0", lambda value: _is_int(value) and value >= 0),
     "port": ("a port number", lambda value: str(value).isdigit() and 0 < int(value) < 65536),
