@@ -17,13 +17,11 @@ from torch import nn
 
 from recbole_mamba.errors import InputError
 
-LAYER_NORM_EPS = 1e-12
-
 
 class HistoryRetrieval(nn.Module):
     """hidden (batch, L, H) and history item embeddings -> hidden with the retrieved items added; see the module."""
 
-    def __init__(self, hidden_size, heads, dropout_prob):
+    def __init__(self, hidden_size, heads, dropout_prob, layer_norm_eps):
         super().__init__()
         if hidden_size % heads:
             raise InputError("retrieval_heads", f"{heads} does not divide hidden_size {hidden_size}",
@@ -34,7 +32,7 @@ class HistoryRetrieval(nn.Module):
         self.value = nn.Linear(hidden_size, hidden_size)
         self.out = nn.Linear(hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout_prob)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def _split(self, x):
         """(batch, T, H) -> (batch, heads, T, H / heads)."""

@@ -128,8 +128,8 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
             self.layers = nn.ModuleList(
                 Mamba4RecLayer(self.hidden_size, self.dropout_prob, **mixer_args) for _ in range(self.num_layers)
             )
-        self.history_retrieval = (HistoryRetrieval(self.hidden_size, config["retrieval_heads"], self.dropout_prob)
-                                  if config["history_retrieval"] else None)
+        self.history_retrieval = (HistoryRetrieval(self.hidden_size, config["retrieval_heads"], self.dropout_prob,
+                                                   LAYER_NORM_EPS) if config["history_retrieval"] else None)
         # Mamba layers keep Mamba's own initialisation (dt_proj bias, A_log, D, PyTorch's default for projections)
         in_mixers = {id(m) for mixer in self.modules() if isinstance(mixer, MambaMixer) for m in mixer.modules()}
         for module in self.modules():
