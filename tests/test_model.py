@@ -430,3 +430,10 @@ def test_training_reduces_loss_on_a_recall_task():
     start, end = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert start > 0.9 * math.log(n_items)
     assert end < 0.7 * start, losses
+
+
+def test_paper_style_scales_item_embeddings_by_sqrt_hidden_size():
+    model = make_model(block_style="paper", dropout_prob=0.0)  # hidden_size 16
+    items, positions = torch.tensor([[3, 5, 0]]), torch.arange(3)
+    expected = model.item_embedding(items) * 4.0 + model.position_embedding(positions)
+    torch.testing.assert_close(model._embed(items, positions), expected)
