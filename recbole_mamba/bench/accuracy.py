@@ -1,4 +1,5 @@
-"""Accuracy with 95% intervals: RecMamba, SASRecSDPA and GRU4Rec against a history-lookup rule and popularity.
+"""Accuracy with 95% intervals: RecMamba (also with ``history_retrieval``), SASRecSDPA and GRU4Rec against a
+history-lookup rule and popularity.
 
     python -m recbole_mamba.bench.accuracy                        # default profile (see PROFILES)
     python -m recbole_mamba.bench.accuracy --profile reduced      # what a loaded 2-core machine manages
@@ -14,9 +15,10 @@ per batch, learning rate, epoch cap), early stopping on validation NDCG@10, test
 Statistics (:mod:`recbole_mamba.bench.confidence`): every test user's rank is captured from RecBole's evaluator
 (:mod:`recbole_mamba.bench.per_user`); each metric gets a percentile-bootstrap 95% interval over users, and every
 pair of models the paired difference with its interval (same resampled users). With several seeds a user's value
-is its mean over seeds. The length curve trains RecMamba and SASRecSDPA at each ``MAX_ITEM_LIST_LENGTH`` on the
-synthetic set; the rules (:mod:`recbole_mamba.bench.reference_rules`) are evaluated on the whole history (the
-history lookup also at every length). ``--parallel N`` runs N trainings at a time; ``--runs FILE`` keeps every run's
+is its mean over seeds. The length curve trains RecMamba, RecMamba+retrieval (RecMamba with ``history_retrieval:
+True``) and SASRecSDPA at each ``MAX_ITEM_LIST_LENGTH`` on the synthetic set; the rules
+(:mod:`recbole_mamba.bench.reference_rules`) are evaluated on the whole history (the history lookup also at every
+length). ``--parallel N`` runs N trainings at a time; ``--runs FILE`` keeps every run's
 per-user ranks (updated as runs finish) and, when FILE exists, makes the tables from it without training. Writes
 ``results/accuracy.md`` and ``results/accuracy.png`` (the smoke and gpu profiles: ``accuracy_<profile>.*``).
 """
