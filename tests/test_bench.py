@@ -1,5 +1,7 @@
 """Smoke runs of the benchmark scripts at tiny sizes: they run end to end and write their table and plot."""
 
+import pytest
+
 from recbole_mamba.bench import accuracy, efficiency, scale, scan, serving
 
 
@@ -20,9 +22,10 @@ def test_efficiency_benchmark_measures_each_model_with_ratios(tmp_path):
     assert "error" not in table.lower() and (tmp_path / "efficiency_cpu.png").stat().st_size > 0
 
 
-def test_accuracy_benchmark_smoke_profile(tmp_path):
-    summary, runs = accuracy.main(["--profile", "smoke", "--models", "RecMamba", "RecMamba+retrieval", "SASRecSDPA",
-                                   "--out", str(tmp_path)])
+def test_accuracy_benchmark_smoke_profile(tmp_path, monkeypatch):
+    arguments = ["--profile", "smoke", "--models", "RecMamba", "RecMamba+retrieval", "SASRecSDPA", "--out",
+                 str(tmp_path), "--runs", str(tmp_path / "runs.pkl")]
+    summary, runs = accuracy.main(arguments)
     assert set(summary["rows"]["ml-100k"]) == {("RecMamba", 20), ("RecMamba+retrieval", 20), ("SASRecSDPA", 20),
                                                ("HistoryLookup", 10_000), ("MostPopular", 10_000)}
     curve = summary["curve"]["lifelong-synthetic"]
@@ -36,6 +39,9 @@ def test_accuracy_benchmark_smoke_profile(tmp_path):
     table = (tmp_path / "accuracy_smoke.md").read_text()
     assert "## ml-100k (real data;" in table and "(SYNTHETIC data" in table and "| RecMamba | 20 | " in table
     assert "| RecMamba L=16 | RecMamba L=8 |" in table and (tmp_path / "accuracy_smoke.png").stat().st_size > 0
+    # with every run in the --runs file, nothing trains again and the tables are the same
+    monkeypatch.setattr(accuracy, "train_once", lambda job: pytest.fail(f"trained {job['model']} again"))
+    assert accuracy.main(arguments)[0] == summary and (tmp_path / "accuracy_smoke.md").read_text() == table
 
 
 def test_serving_benchmark_times_step_and_recompute(tmp_path):

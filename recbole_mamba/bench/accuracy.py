@@ -16,16 +16,18 @@ Statistics (:mod:`recbole_mamba.bench.confidence`): every test user's rank is ca
 (:mod:`recbole_mamba.bench.per_user`); each metric gets a percentile-bootstrap 95% interval over users, and every
 pair of models the paired difference with its interval (same resampled users). With several seeds a user's value
 is its mean over seeds. The length curve trains RecMamba, RecMamba+retrieval (RecMamba with ``history_retrieval:
-True``) and SASRecSDPA at each ``MAX_ITEM_LIST_LENGTH`` on the synthetic set; the rules
-(:mod:`recbole_mamba.bench.reference_rules`) are evaluated on the whole history (the history lookup also at every
-length). ``--parallel N`` runs N trainings at a time; ``--runs FILE`` keeps every run's
-per-user ranks (updated as runs finish) and, when FILE exists, makes the tables from it without training. Writes
+True``) and SASRecSDPA at each ``MAX_ITEM_LIST_LENGTH`` on the synthetic set (up to a profile's ``length_caps``;
+models are compared at their longest length); the rules (:mod:`recbole_mamba.bench.reference_rules`) are evaluated
+on the whole history (the history lookup also at every length). ``--parallel N`` runs N trainings at a time;
+``--runs FILE`` keeps every run's per-user ranks (updated as runs finish) and, when FILE exists, trains only the
+runs missing from it (an interrupted benchmark resumes; a finished one only makes its tables again). Writes
 ``results/accuracy.md`` and ``results/accuracy.png`` (the smoke and gpu profiles: ``accuracy_<profile>.*``).
 """
 
 import argparse
 import concurrent.futures
 import itertools
+import math
 import multiprocessing
 import os
 import pickle
@@ -52,12 +54,13 @@ SHARED = {  # identical for every model: architecture sizes at RecBole-like defa
     "eval_step": 1, "show_progress": False, "eval_batch_size": 256,
 }
 PROFILES = {
-    # Meant for about an hour on an unloaded 2-core CPU: an estimate from the reduced profile's epoch times (about
-    # 75 s per 150k training positions per run with 3 runs on a 2-core machine loaded ~4x); not yet run in full.
+    # A 2-core CPU, two runs at a time: SASRecSDPA and GRU4Rec stop at L = 512, where histories of 150-900 items
+    # are mostly covered (an epoch of SASRecSDPA at 2048 takes about 15 minutes here; the gpu profile has it).
     "default": {
         "seeds": [2024],
         "synthetic": {"users": 1000, "items": 1000, "clusters": 20, "lifelong_length": (150, 900)},
         "lengths": [50, 200, 512, 2048],
+        "length_caps": {"SASRecSDPA": 512, "GRU4RecAllPositions": 512},
         "budget": {"ml-100k": {"MAX_ITEM_LIST_LENGTH": 200, "train_batch_size": 32, "learning_rate": 0.003,
                                "epochs": 10, "stopping_step": 2},
                    SYNTHETIC: {"train_batch_size": 16, "learning_rate": 0.003, "epochs": 10, "stopping_step": 2}},
@@ -138,6 +141,20 @@ def train_once(job):
             "validations": len(evaluations) - 1, "test_result": dict(result["test_result"])}
 
 
+def model_lengths(args, model):
+    """The synthetic set's lengths that ``model`` trains at: the profile's, up to its ``length_caps`` entry."""
+    return [length for length in args.lengths if length <= args.length_caps.get(model, math.inf)]
+
+
+def longest(args, dataset, model):
+    """The length at which ``model`` is compared with the others on ``dataset``."""
+    if model in RULES:
+        return WHOLE_HISTORY
+    if dataset == SYNTHETIC:
+        return model_lengths(args, model)[-1]
+    return args.budget[dataset]["MAX_ITEM_LIST_LENGTH"]
+
+
 def plan(args, workdir):
     """Every run of the profile, each once: (dataset, model, L, seed) -> job."""
     jobs = {}
@@ -157,11 +174,9 @@ def plan(args, workdir):
         ml_length = args.budget["ml-100k"]["MAX_ITEM_LIST_LENGTH"]
         for model in args.models:
             add("ml-100k", model, ml_length, seed)
-        for model, length in itertools.product(CURVE_MODELS, args.lengths):
-            if model in args.models:
+        for model in args.models:
+            for length in model_lengths(args, model) if model in CURVE_MODELS else [longest(args, SYNTHETIC, model)]:
                 add(SYNTHETIC, model, length, seed)
-        for model in set(args.models) - set(CURVE_MODELS):
-            add(SYNTHETIC, model, args.lengths[-1], seed)
     for rule in RULES:  # deterministic: one seed; the history lookup also at every length
         for dataset, length in [("ml-100k", WHOLE_HISTORY), (SYNTHETIC, WHOLE_HISTORY)] + [
                 (SYNTHETIC, length) for length in args.lengths if rule == "HistoryLookup"]:
@@ -169,7 +184,7 @@ def plan(args, workdir):
 
     def priority(key):  # cheap rules, then the comparison's ends, so an interrupted run has the essentials
         dataset, model, length, seed = key
-        essential = model in RULES or length in (args.lengths[0], args.lengths[-1]) or dataset == "ml-100k"
+        essential = model in RULES or length in (args.lengths[0], longest(args, dataset, model)) or dataset == "ml-100k"
         return (model not in RULES, not essential, seed != args.seeds[0], model not in CURVE_MODELS)
 
     return dict(sorted(jobs.items(), key=lambda item: priority(item[0])))
@@ -218,13 +233,12 @@ def user_values(done, dataset, model, length, seeds):
 
 def summarise(done, args):
     """Rows of the comparison (per dataset), the curve (per model and length), and the paired differences."""
-    datasets = {"ml-100k": args.budget["ml-100k"]["MAX_ITEM_LIST_LENGTH"], SYNTHETIC: args.lengths[-1]}
     entries = {}
     for dataset, model, length, _ in done:
         seeds = [args.seeds[0]] if model in RULES else args.seeds
         entries.setdefault((dataset, model, length), user_values(done, dataset, model, length, seeds))
     summary = {"rows": {}, "curve": {}, "pairs": {}}
-    for dataset in datasets:
+    for dataset in ("ml-100k", SYNTHETIC):
         first = next(users for (d, _, _), (_, users, _) in entries.items() if d == dataset)
         indices = confidence.resample_indices(len(first), seed=args.seeds[0])
         keys = sorted(key for key in entries if key[0] == dataset)
@@ -237,15 +251,15 @@ def summarise(done, args):
             row["users"] = len(users)
             target = summary["curve"] if dataset == SYNTHETIC else summary["rows"]
             target.setdefault(dataset, {})[key[1:]] = row
-        compared = [key for key in keys if key[2] == (WHOLE_HISTORY if key[1] in RULES else datasets[dataset])]
+        compared = [key for key in keys if key[2] == longest(args, dataset, key[1])]
         for a, b in itertools.combinations(compared, 2):
             summary["pairs"][(a, b)] = {name: confidence.paired_difference(entries[a][0][name], entries[b][0][name],
                                                                            indices) for name in ("hit@10", "ndcg@10")}
         for model in CURVE_MODELS:  # the length effect: longest against shortest context, same model
-            longest, shortest = (dataset, model, args.lengths[-1]), (dataset, model, args.lengths[0])
-            if dataset == SYNTHETIC and longest in entries and shortest in entries:
-                summary["pairs"][(longest, shortest)] = {
-                    name: confidence.paired_difference(entries[longest][0][name], entries[shortest][0][name],
+            long, short = (dataset, model, longest(args, dataset, model)), (dataset, model, args.lengths[0])
+            if dataset == SYNTHETIC and long in entries and short in entries and long != short:
+                summary["pairs"][(long, short)] = {
+                    name: confidence.paired_difference(entries[long][0][name], entries[short][0][name],
                                                        indices) for name in ("hit@10", "ndcg@10")}
     return summary
 
@@ -263,24 +277,26 @@ def targets(summary, args):
     """The issue's targets, met or missed, for RecMamba and each of its variants, as markdown list items (only
     those whose runs exist)."""
     curve, pairs, lines = summary["curve"].get(SYNTHETIC, {}), summary["pairs"], []
-    longest, shortest = args.lengths[-1], args.lengths[0]
+    shortest = args.lengths[0]
     rule = curve.get(("HistoryLookup", WHOLE_HISTORY))
     for name in [model for model in args.models if model.startswith("RecMamba")]:
-        gain = pairs.get(((SYNTHETIC, name, longest), (SYNTHETIC, name, shortest)))
+        length = longest(args, SYNTHETIC, name)
+        gain = pairs.get(((SYNTHETIC, name, length), (SYNTHETIC, name, shortest)))
         if gain:
             met = "met" if gain["hit@10"][1] > 0 else "missed"
-            lines.append(f"- {name} HR@10 at L = {longest} minus L = {shortest} (SYNTHETIC): "
+            lines.append(f"- {name} HR@10 at L = {length} minus L = {shortest} (SYNTHETIC): "
                          f"{cell(gain['hit@10'])}: {met} (the interval must exclude 0).")
-        model = curve.get((name, longest))
+        model = curve.get((name, length))
         if rule and model:
             share = model["hit@10"][0] / rule["hit@10"][0] if rule["hit@10"][0] else float("inf")
-            lines.append(f"- {name} HR@10 at L = {longest} / HistoryLookup (whole history) HR@10 (SYNTHETIC): "
+            lines.append(f"- {name} HR@10 at L = {length} / HistoryLookup (whole history) HR@10 (SYNTHETIC): "
                          f"{share:.0%}: {'met' if share >= 0.6 else 'missed'} (target >= 60%).")
-        for dataset, length in (("ml-100k", args.budget["ml-100k"]["MAX_ITEM_LIST_LENGTH"]), (SYNTHETIC, longest)):
-            pair = pairs.get(((dataset, name, length), (dataset, "SASRecSDPA", length)))
+        for dataset in ("ml-100k", SYNTHETIC):
+            ours, theirs = longest(args, dataset, name), longest(args, dataset, "SASRecSDPA")
+            pair = pairs.get(((dataset, name, ours), (dataset, "SASRecSDPA", theirs)))
             if pair:
                 verdict = confidence.verdict(pair["ndcg@10"])
-                lines.append(f"- {name} minus SASRecSDPA NDCG@10 on {dataset} at L = {length}: "
+                lines.append(f"- {name} (L = {ours}) minus SASRecSDPA (L = {theirs}) NDCG@10 on {dataset}: "
                              f"{cell(pair['ndcg@10'])}, {verdict}: {'missed' if verdict == 'lower' else 'met'} "
                              "(target: within the interval or above).")
     return lines
@@ -288,7 +304,7 @@ def targets(summary, args):
 
 def markdown(summary, args, synthetic_stats):
     comparison = {**summary["rows"], SYNTHETIC: {key: row for key, row in summary["curve"].get(SYNTHETIC, {}).items()
-                                                 if key[1] in (args.lengths[-1], WHOLE_HISTORY)}}
+                                                 if key[1] == longest(args, SYNTHETIC, key[0])}}
     lines = [
         f"# Accuracy (`python -m recbole_mamba.bench.accuracy --profile {args.profile}`)", "",
         f"Profile `{args.profile}`; seeds {args.seeds} (the rules are deterministic). Test metrics at the best "
@@ -297,8 +313,10 @@ def markdown(summary, args, synthetic_stats):
         "of users). Same all-position (seq2seq) loss and budget for every model; hidden size 64; SASRecSDPA = "
         "RecBole's SASRec (2 layers, 2 heads) with fused attention; GRU4RecAllPositions = RecBole's GRU4Rec. "
         "HistoryLookup = the user's most frequent earlier items (ties: most recent), MostPopular = the most "
-        "frequent training targets; neither is trained. Budgets: "
-        + "; ".join(f"{name}: {opts}" for name, opts in args.budget.items()) + ".", "",
+        "frequent training targets; neither is trained. RecMamba+retrieval = RecMamba with `history_retrieval: "
+        "True`. Budgets: " + "; ".join(f"{name}: {opts}" for name, opts in args.budget.items()) + "."
+        + (f" Longest length trained on {SYNTHETIC} (compute on this profile's machine): {args.length_caps}; each "
+           "model is compared with the others at its longest length." if args.length_caps else ""), "",
         f"**{SYNTHETIC} is SYNTHETIC**, generated at benchmark time (not bundled): {synthetic_stats['description']}; "
         f"{synthetic_stats['users']} users, {synthetic_stats['items']} items, {synthetic_stats['interactions']:,} "
         f"interactions, user length median {synthetic_stats['user_length_median']:.0f} (max "
@@ -379,24 +397,23 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--runs", type=Path, help="pickle of every run's per-user ranks: written after the runs, "
-                                                  "or, when it exists, read instead of running (tables again)")
+    parser.add_argument("--runs", type=Path, help="pickle of every run's per-user ranks, written as runs finish; "
+                                                  "when it exists, only the runs missing from it are trained")
     args = parser.parse_args(argv)
     args.seeds, args.lengths, args.budget = (PROFILES[args.profile][key] for key in ("seeds", "lengths", "budget"))
+    args.length_caps = PROFILES[args.profile].get("length_caps", {})
     args.threads = threads_per_run(args.parallel)
-    if args.runs and args.runs.exists():
-        synthetic_stats, done = load_runs(args.runs)
-    else:
-        with tempfile.TemporaryDirectory() as scratch:
-            workdir = Path(scratch)
-            synthetic_stats = make_synthetic(workdir / "dataset", PROFILES[args.profile]["synthetic"],
-                                             seed=args.seeds[0])
-            previous = os.getcwd()
-            try:
-                done = run_jobs(plan(args, workdir), args.parallel, lambda done: args.runs and save_runs(
-                    args.runs, synthetic_stats, done))
-            finally:
-                os.chdir(previous)
+    earlier = load_runs(args.runs)[1] if args.runs and args.runs.exists() else {}
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(scratch)  # the synthetic set is deterministic: the same as for the earlier runs
+        synthetic_stats = make_synthetic(workdir / "dataset", PROFILES[args.profile]["synthetic"], seed=args.seeds[0])
+        jobs = {key: job for key, job in plan(args, workdir).items() if key not in earlier}
+        previous = os.getcwd()
+        try:
+            done = {**earlier, **run_jobs(jobs, args.parallel, lambda new: args.runs and save_runs(
+                args.runs, synthetic_stats, {**earlier, **new}))}
+        finally:
+            os.chdir(previous)
     summary = summarise(done, args)
     table = markdown(summary, args, synthetic_stats)
     print(table)
