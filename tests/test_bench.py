@@ -23,8 +23,9 @@ def test_efficiency_benchmark_measures_each_model_with_ratios(tmp_path):
 
 
 def test_accuracy_benchmark_smoke_profile(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --runs path, while each run works in its own folder
     arguments = ["--profile", "smoke", "--models", "RecMamba", "RecMamba+retrieval", "SASRecSDPA", "--out",
-                 str(tmp_path), "--runs", str(tmp_path / "runs.pkl")]
+                 str(tmp_path), "--runs", "runs.pkl"]
     summary, runs = accuracy.main(arguments)
     assert set(summary["rows"]["ml-100k"]) == {("RecMamba", 20), ("RecMamba+retrieval", 20), ("SASRecSDPA", 20),
                                                ("HistoryLookup", 10_000), ("MostPopular", 10_000)}

@@ -402,6 +402,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.seeds, args.lengths, args.budget = (PROFILES[args.profile][key] for key in ("seeds", "lengths", "budget"))
     args.length_caps = PROFILES[args.profile].get("length_caps", {})
+    args.runs = args.runs and args.runs.resolve()  # runs change the working directory
     args.threads = threads_per_run(args.parallel)
     earlier = load_runs(args.runs)[1] if args.runs and args.runs.exists() else {}
     with tempfile.TemporaryDirectory() as scratch:
