@@ -30,8 +30,9 @@ Serving (recurrent inference, in eval mode): :meth:`RecMamba.prefill` turns hist
 per-user states (a dict of tensors, batch first: ``"length"`` and each layer's conv window and SSM state, see
 :meth:`~recbole_mamba.model.mamba_mixer.MambaMixer.prefill`; with ``history_retrieval`` also ``"history"``, the
 item ids); :meth:`RecMamba.step` folds new interactions into a state in O(1) time per event, whatever the
-history's length (with ``history_retrieval``: O(history), its readout reads the stored items). ``{key: value[i:i + 1] for key, value in
-state.items()}`` is user ``i``'s state; ``torch.save`` and ``torch.load(weights_only=True)`` keep it.
+history's length (with ``history_retrieval``: O(history), its readout reads the stored items).
+``{key: value[i:i + 1] for key, value in state.items()}`` is user ``i``'s state; ``torch.save`` and
+``torch.load(weights_only=True)`` keep it.
 """
 
 import torch
@@ -162,7 +163,8 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
             )
 
     def _embed(self, items, positions):
-        """The layers' input for ``items`` at ``positions`` (broadcast against items): embedding(s), dropout, LN."""
+        """The layers' input for ``items`` at ``positions`` (broadcast against items): embedding(s) (paper: the item
+        embedding x sqrt(hidden_size)), dropout, LN."""
         hidden = self.item_embedding(items)
         if self.block_style == "paper":
             hidden = hidden * self.hidden_size**0.5
