@@ -128,7 +128,6 @@ def train_once(job):
 
     torch.set_num_threads(job["threads"])
     os.chdir(job["workdir"])  # RecBole writes ./log and ./log_tensorboard
-    os.makedirs(Path("log") / job["model"], exist_ok=True)  # RecBole's own check-then-create races between runs
     model = getattr(reference_rules, job["model"], VARIANTS.get(job["model"], (job["model"],))[0])
     started = time.perf_counter()
     # A folder of its own: RecBole names checkpoints by model and second, so concurrent runs would share one.
