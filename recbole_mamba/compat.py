@@ -8,6 +8,7 @@ left alone: the plugin's trainer writes plain-data checkpoints that load with ``
 
 import functools
 import importlib
+import os
 import sys
 import types
 import warnings
@@ -154,6 +155,17 @@ def _distributed_data_parallel_any_device():
     trainer_module.DistributedDataParallel = distributed_data_parallel
 
 
+# RecBole modules that create folders with ``ensure_dir`` (bound by name at import).
+ENSURE_DIR_MODULES = ("recbole.utils.logger", "recbole.trainer.trainer", "recbole.data.utils",
+                      "recbole.data.dataset.dataset")
+
+
+def ensure_dir(dir_path):
+    """RecBole's ``ensure_dir`` without its check-then-create race: processes started together (``--nproc``)
+    creating the same ``log/<model>`` or checkpoint folder made all but the first fail with FileExistsError."""
+    os.makedirs(dir_path, exist_ok=True)
+
+
 def apply():
     """Apply every fix once; later calls do nothing."""
     global _applied
@@ -172,6 +184,8 @@ def apply():
 
     configurator.Config._init_device = _init_device_any_backend(configurator.Config._init_device)
     _distributed_data_parallel_any_device()
+    for name in ENSURE_DIR_MODULES:
+        importlib.import_module(name).ensure_dir = ensure_dir
     # pandas 3 copy-on-write makes RecBole's df[f].fillna(..., inplace=True) a silent no-op.
     import pandas as pd
     from recbole.data.dataset import dataset as dataset_module

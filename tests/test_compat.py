@@ -77,3 +77,17 @@ def test_importing_recbole_sequential_models_leaves_anomaly_detection_off():
 
     importlib.import_module("recbole.model.sequential_recommender")
     assert not torch.is_anomaly_enabled()
+
+
+@pytest.mark.parametrize("module_name", ["recbole.utils.logger", "recbole.trainer.trainer", "recbole.data.utils",
+                                         "recbole.data.dataset.dataset"])
+def test_recbole_creates_folders_without_a_race(module_name, tmp_path, monkeypatch):
+    """Another process creates the folder between RecBole's existence check and its makedirs."""
+    import importlib
+    import os
+
+    folder = tmp_path / "log" / "RecMamba"
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(os.path, "exists", lambda path: False)  # every check says: not there yet
+    importlib.import_module(module_name).ensure_dir(str(folder))
+    assert folder.is_dir()

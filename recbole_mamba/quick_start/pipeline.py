@@ -59,8 +59,6 @@ def _init_logging(config):
     _remove_installed_handlers()
     root = logging.getLogger()
     before = set(root.handlers)
-    # RecBole's init_logger checks, then creates its folder: processes started together (--nproc) race on it.
-    (LOG_ROOT / config["model"]).mkdir(parents=True, exist_ok=True)
     init_logger(config)
     _installed_handlers[:] = [handler for handler in root.handlers if handler not in before]
 

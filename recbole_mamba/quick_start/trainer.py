@@ -24,7 +24,6 @@
 
 import enum
 import math
-import os
 import pickle
 import random
 
@@ -191,8 +190,6 @@ class SafeTraining:
     _resumed_rng = None  # the generators' states to restore when fit starts
 
     def __init__(self, config, model):
-        # RecBole's ensure_dir checks, then creates: processes started together race on it.
-        os.makedirs(config["checkpoint_dir"], exist_ok=True)
         super().__init__(config, model)
         if not config["single_spec"]:  # RecBole names the file by each process's clock
             names = [self.saved_model_file]
