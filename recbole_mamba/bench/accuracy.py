@@ -118,6 +118,11 @@ def threads_per_run(parallel):
     return max(1, (os.cpu_count() or 1) // parallel)
 
 
+def model_and_options(label):
+    """The model a label trains and the options it adds (:data:`VARIANTS`; any other label: itself, none)."""
+    return VARIANTS.get(label, (label, {}))
+
+
 def train_once(job):
     """One RecBole run (a dict: model, dataset, options, workdir): test users' ranks, seconds, validations."""
     import torch
@@ -128,7 +133,7 @@ def train_once(job):
 
     torch.set_num_threads(job["threads"])
     os.chdir(job["workdir"])  # RecBole writes ./log and ./log_tensorboard
-    model = getattr(reference_rules, job["model"], VARIANTS.get(job["model"], (job["model"],))[0])
+    model = getattr(reference_rules, job["model"], model_and_options(job["model"])[0])
     started = time.perf_counter()
     # A folder of its own: RecBole names checkpoints by model and second, so concurrent runs would share one.
     saved = tempfile.mkdtemp(prefix="saved-", dir=job["workdir"])
@@ -165,7 +170,7 @@ def plan(args, workdir):
             options["data_path"] = str(workdir / "dataset")
         if model in RULES:
             options.update(epochs=1, stopping_step=1)
-        options.update(VARIANTS.get(model, (model, {}))[1])
+        options.update(model_and_options(model)[1])
         jobs[(dataset, model, length, seed)] = {"model": model, "dataset": dataset, "options": options,
                                                 "workdir": str(workdir), "threads": args.threads}
 
