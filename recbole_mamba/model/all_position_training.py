@@ -25,7 +25,14 @@ The model provides ``forward_all(item_seq) -> (batch, L, H)`` and ``item_embeddi
 it); the mixin derives ``forward``, the losses, ``predict``, ``full_sort_predict`` and ``full_sort_scores`` (full
 ranking in slices of items, for the trainer's bounded-memory evaluation). Config keys (defaults in
 ``properties/overall.yaml``): ``loss_type``, ``ce_slice_logits``, ``num_negatives``, ``negative_distribution``,
-``sparse_item_embedding``, ``sparse_item_embedding_min_items``.
+``sparse_item_embedding``, ``sparse_item_embedding_min_items``, ``history_copy``.
+
+``history_copy`` adds learned repeat scores to the logits (:mod:`recbole_mamba.model.history_copy`): every score the
+mixin computes (losses, ``predict``, full ranking, :meth:`AllPositionTraining.score_items` for serving) then reads the
+history too; with CE only (the other losses score sampled items by embeddings alone).
+
+Right padding beyond a batch's longest history is cut before the model runs (exact for these causal models), so a
+large ``MAX_ITEM_LIST_LENGTH`` costs only what the histories fill.
 """
 
 import math
@@ -33,14 +40,17 @@ import math
 import torch
 import torch.nn.functional as F
 from recbole.model.loss import BPRLoss
+from torch.utils.checkpoint import checkpoint
 
 from recbole_mamba.data import fields
 from recbole_mamba.errors import InputError, check_choice
+from recbole_mamba.model.history_copy import HistoryCopy, slice_rows
 
 LOSS_TYPES = ("CE", "BPR", "sampled_softmax", "BCE")
 # The RecBole loss type each one is fed like: CE -> pointwise batches, no sampled negatives; BPR -> pairwise
 # batches with NEG_ITEM_ID (RecBole's Config and its SASRec/GRU4Rec constructors know only these two).
 RECBOLE_LOSS_TYPES = {"CE": "CE", "BPR": "BPR", "sampled_softmax": "CE", "BCE": "BPR"}
+COPY_SLICES = 8  # history_copy's CE: rows sorted by position and cut into at least this many slices
 PAIRWISE_LOSSES = ("BPR", "BCE")  # one sampled negative per target, from the dataloader
 NEGATIVE_DISTRIBUTIONS = ("uniform", "popularity")
 SPARSE_CHOICES = ("auto", True, False)
@@ -176,6 +186,12 @@ class AllPositionTraining:
                                                   NEGATIVE_DISTRIBUTIONS)
         # popularity sampling: cumulative target counts of the training split (item 0, padding, counts 0)
         self.register_buffer("negative_cdf", self._popularity_cdf(dataset), persistent=False)
+        if config["history_copy"] and loss_type != "CE":
+            raise InputError("history_copy", f"True needs loss_type CE, not {loss_type}",
+                             "set loss_type CE, or history_copy False")
+        # the representation's width: RecBole's models (SASRec, GRU4Rec) have built their item embedding by now
+        width = self.item_embedding.embedding_dim if hasattr(self, "item_embedding") else config["hidden_size"]
+        self.history_copy = HistoryCopy(width) if config["history_copy"] else None
 
     def _popularity_cdf(self, dataset):
         if self.loss_type != "sampled_softmax" or self.negative_distribution != "popularity":
@@ -203,11 +219,51 @@ class AllPositionTraining:
 
     def forward(self, item_seq, item_seq_len):
         """The hidden state after the last real item: (batch, H) at position ``item_seq_len - 1``."""
-        return self.gather_indexes(self.forward_all(item_seq), item_seq_len - 1)
+        return self.gather_indexes(self.forward_all(trim_padding(item_seq, item_seq_len)), item_seq_len - 1)
 
-    def _loss(self, hidden, pos_items, neg_items=None):
-        """Mean loss of hidden (rows, H) against pos_items (rows,) (and neg_items for BPR/BCE)."""
+    def score_items(self, representation, item_seq=None, item_seq_len=None, start=0, stop=None):
+        """Scores of items ``start .. stop - 1`` (default: all) for user representations (batch, H), as
+        ``full_sort_predict`` gives them; with ``history_copy`` the histories (item_seq (batch, T) right-padded,
+        item_seq_len (batch,)) add their repeat scores."""
+        weight = self.item_embedding.weight[start:stop]
+        scores = representation @ weight.T
+        if self.history_copy is None:
+            return scores
+        if item_seq is None:
+            raise ValueError("history_copy scores need the users' histories (item_seq, item_seq_len)")
+        return scores + self.history_copy.dense(representation, item_seq, item_seq_len - 1, start,
+                                                start + weight.shape[0])
+
+    def _copy_cross_entropy_part(self, hidden, targets, item_seq, rows, positions):
+        """CE of one slice of rows with repeat scores: rows index ``item_seq``, positions are the rows' ends."""
+        weight = self.item_embedding.weight
+        repeats = self.history_copy.dense(hidden, item_seq[rows], positions, 0, len(weight))
+        logits = hidden.float() @ weight.float().T + repeats
+        return F.cross_entropy(logits, targets, reduction="none")
+
+    def _copy_cross_entropy(self, hidden, targets, history):
+        """Per-row CE over all items plus repeat scores, in slices of at most ``ce_slice_logits`` logits; each slice
+        is recomputed in the backward (checkpoint), so memory stays one slice. Rows go by position, in at least
+        ``COPY_SLICES`` slices, and a slice reads the history only up to its last position (half the work)."""
+        item_seq, rows, positions = history
+        order = torch.argsort(positions, stable=True)
+        step = min(slice_rows(self.ce_slice_logits, self.n_items, item_seq.shape[1]),
+                   -(-len(order) // COPY_SLICES))
+        losses = []
+        for start in range(0, len(order), step):
+            part = order[start:start + step]
+            width = int(positions[part].max()) + 1
+            losses.append(checkpoint(self._copy_cross_entropy_part, hidden[part], targets[part],
+                                     item_seq[:, :width], rows[part], positions[part], use_reentrant=False))
+        losses = torch.cat(losses)
+        return losses.new_empty(losses.shape).index_copy(0, order, losses)  # back in the rows' order
+
+    def _loss(self, hidden, pos_items, neg_items=None, history=None):
+        """Mean loss of hidden (rows, H) against pos_items (rows,) (and neg_items for BPR/BCE). ``history``:
+        (item_seq (batch, T), each row's batch index, each row's position), for ``history_copy``."""
         if self.loss_type == "CE":
+            if self.history_copy is not None:
+                return self._copy_cross_entropy(hidden, pos_items, history).mean()
             return sliced_cross_entropy(hidden, self.item_embedding.weight, pos_items, self.ce_slice_logits).mean()
         hidden = hidden.float()
         pos_emb = self.item_embedding(pos_items).float()
@@ -231,16 +287,20 @@ class AllPositionTraining:
                 raise ValueError(f"loss_type {self.loss_type} needs sampled negatives ({self.NEG_ITEM_ID}) in the "
                                  f"batch: set train_neg_sample_args, e.g. {{distribution: uniform, sample_num: 1}}")
             neg_items = interaction[self.NEG_ITEM_ID]
-        seq_output = self.forward(item_seq, interaction[self.ITEM_SEQ_LEN])
-        return self._loss(seq_output, interaction[self.POS_ITEM_ID], neg_items)
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        seq_output = self.forward(item_seq, item_seq_len)
+        history = (item_seq, torch.arange(len(item_seq), device=item_seq.device), item_seq_len - 1)
+        return self._loss(seq_output, interaction[self.POS_ITEM_ID], neg_items, history)
 
     def calculate_seq2seq_loss(self, interaction):
         """Loss over every position whose ``fields.TARGET_ITEM_LIST`` entry is not 0, averaged over them."""
-        targets = interaction[fields.TARGET_ITEM_LIST]
-        hidden = self.forward_all(interaction[self.ITEM_SEQ])
-        if targets.shape != hidden.shape[:2]:
+        item_seq, targets = interaction[self.ITEM_SEQ], interaction[fields.TARGET_ITEM_LIST]
+        if targets.shape != item_seq.shape:
             raise ValueError(f"{fields.TARGET_ITEM_LIST} must be shaped like the item sequence "
-                             f"{tuple(hidden.shape[:2])}; got {tuple(targets.shape)}")
+                             f"{tuple(item_seq.shape)}; got {tuple(targets.shape)}")
+        item_seq = trim_padding(item_seq, interaction[self.ITEM_SEQ_LEN])
+        targets = targets[:, :item_seq.shape[1]]  # 0 (no loss) beyond each history
+        hidden = self.forward_all(item_seq)
         valid = targets > 0
         if not bool(valid.any()):
             return hidden.sum() * 0.0  # nothing to learn from; keeps the graph for backward()
@@ -249,8 +309,8 @@ class AllPositionTraining:
             if fields.NEG_ITEM_LIST not in interaction:
                 raise ValueError(f"loss_type {self.loss_type} with {fields.TARGET_ITEM_LIST} needs "
                                  f"{fields.NEG_ITEM_LIST} (one negative per position) in the batch")
-            neg_items = interaction[fields.NEG_ITEM_LIST][valid]
-        return self._loss(hidden[valid], targets[valid], neg_items)
+            neg_items = interaction[fields.NEG_ITEM_LIST][:, :item_seq.shape[1]][valid]
+        return self._loss(hidden[valid], targets[valid], neg_items, (item_seq, *valid.nonzero(as_tuple=True)))
 
     def predict(self, interaction):
         """Scores of ``ITEM_ID``; rows sharing a ``fields.SEQ_GROUP`` (sampled evaluation) are encoded once."""
@@ -262,15 +322,24 @@ class AllPositionTraining:
             seq_output = self.forward(item_seq[first], item_seq_len[first])[rows]
         else:
             seq_output = self.forward(item_seq, item_seq_len)
-        return (seq_output * self.item_embedding(interaction[self.ITEM_ID])).sum(dim=-1)
+        items = interaction[self.ITEM_ID]
+        scores = (seq_output * self.item_embedding(items)).sum(dim=-1)
+        if self.history_copy is None:
+            return scores
+        return scores + self.history_copy.at(seq_output, item_seq, item_seq_len - 1, items)
 
     def full_sort_predict(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return seq_output @ self.item_embedding.weight.T
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        return self.score_items(self.forward(item_seq, item_seq_len), item_seq, item_seq_len)
 
     def full_sort_scores(self, interaction, items_per_slice):
         """``full_sort_predict`` in slices of the catalogue: yields (first item id, scores (batch, slice))."""
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        weight = self.item_embedding.weight
-        for start in range(0, weight.shape[0], items_per_slice):
-            yield start, seq_output @ weight[start:start + items_per_slice].T
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        seq_output = self.forward(item_seq, item_seq_len)
+        for start in range(0, self.item_embedding.weight.shape[0], items_per_slice):
+            yield start, self.score_items(seq_output, item_seq, item_seq_len, start, start + items_per_slice)
+
+
+def trim_padding(item_seq, item_seq_len):
+    """``item_seq`` without the right-padding columns beyond the longest history (at least one column)."""
+    return item_seq[:, :max(1, int(item_seq_len.max()))]

@@ -28,8 +28,8 @@ never leaks into real positions.
 
 Serving (recurrent inference, in eval mode): :meth:`RecMamba.prefill` turns histories into user representations and
 per-user states (a dict of tensors, batch first: ``"length"`` and each layer's conv window and SSM state, see
-:meth:`~recbole_mamba.model.mamba_mixer.MambaMixer.prefill`; with ``history_retrieval`` also ``"history"``, the
-item ids); :meth:`RecMamba.step` folds new interactions into a state in O(1) time per event, whatever the
+:meth:`~recbole_mamba.model.mamba_mixer.MambaMixer.prefill`; with ``history_retrieval`` or ``history_copy`` also ``"history"``,
+the item ids, to score with :meth:`~recbole_mamba.model.all_position_training.AllPositionTraining.score_items`); :meth:`RecMamba.step` folds new interactions into a state in O(1) time per event, whatever the
 history's length (with ``history_retrieval``: O(history), its readout reads the stored items).
 ``{key: value[i:i + 1] for key, value in state.items()}`` is user ``i``'s state; ``torch.save`` and
 ``torch.load(weights_only=True)`` keep it.
@@ -173,6 +173,11 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
         hidden = self.dropout(hidden)
         return hidden if self.LayerNorm is None else self.LayerNorm(hidden)
 
+    def _keeps_history(self):
+        """Whether serving states keep the history's item ids (``history_retrieval`` reads them, ``history_copy``
+        scores them: :meth:`score_items` with ``state["history"]`` and ``state["length"]``)."""
+        return self.history_retrieval is not None or self.history_copy is not None
+
     def _retrieve(self, hidden, history, valid=None):
         """``hidden`` after the history readout (if ``history_retrieval``) over the items ``history``."""
         if self.history_retrieval is None:
@@ -203,7 +208,7 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
         for index, layer in enumerate(self.layers):
             hidden, layer_state = layer.prefill(hidden, item_seq_len)
             state.update({f"layer{index}.{name}": value for name, value in layer_state.items()})
-        if self.history_retrieval is not None:
+        if self._keeps_history():
             state["history"] = item_seq.clone()
         return self.gather_indexes(self._retrieve(hidden, item_seq), item_seq_len - 1), state
 
@@ -229,11 +234,11 @@ class RecMamba(AllPositionTraining, SequentialRecommender):
                 names = ("conv", "ssm")
                 hidden, layer_state = layer.step(hidden, {name: state[f"layer{index}.{name}"] for name in names})
                 next_state.update({f"layer{index}.{name}": layer_state[name] for name in names})
+            if self._keeps_history():
+                next_state["history"] = history = _appended(state["history"], positions, items)
             if self.history_retrieval is not None:
-                history = _appended(state["history"], positions, items)
                 valid = torch.arange(history.shape[1], device=history.device) <= positions[:, None]
                 hidden = self._retrieve(hidden[:, None], history, valid)[:, 0]
-                next_state["history"] = history
             state = next_state
         return hidden, state
 

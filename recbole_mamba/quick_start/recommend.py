@@ -115,7 +115,7 @@ class Recommender:
                 representation, _ = model.step(state, item_seq.gather(1, ends))
             else:
                 representation, _ = model.prefill(item_seq, lengths)
-            return representation @ model.item_embedding.weight.T  # as its full_sort_predict
+            return model.score_items(representation, item_seq, lengths)  # as its full_sort_predict
         batch = Interaction({model.USER_ID: user_ids, model.ITEM_SEQ: item_seq, model.ITEM_SEQ_LEN: lengths})
         return model.full_sort_predict(batch.to(item_seq.device)).view(len(user_ids), -1)
 
