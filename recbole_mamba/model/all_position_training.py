@@ -154,6 +154,13 @@ def use_sparse_item_embedding(config, n_items):
     return True
 
 
+def check_history_copy(config):
+    """``history_copy`` needs ``loss_type`` CE (the other losses score sampled items by their embeddings alone)."""
+    if config["history_copy"] and config["loss_type"] != "CE":
+        raise InputError("history_copy", f"True needs loss_type CE, not {config['loss_type']}",
+                         "set loss_type CE, or history_copy False")
+
+
 class _RecBoleLossView:
     """``config`` as RecBole's SASRec/GRU4Rec constructors read it: each loss type reads as the RecBole one it is
     fed like (they accept only CE and BPR, and only build a loss module this mixin does not use)."""
@@ -173,6 +180,7 @@ class AllPositionTraining:
     OPTION_CHOICES = {"loss_type": LOSS_TYPES, "negative_distribution": NEGATIVE_DISTRIBUTIONS,
                       "sparse_item_embedding": SPARSE_CHOICES}  # also checked before a run starts
     RECBOLE_LOSS_TYPES = RECBOLE_LOSS_TYPES  # read by recbole_mamba.quick_start.Config
+    OPTION_CHECKS = (check_history_copy,)  # checks of option combinations, also run before a run starts
 
     def __init__(self, config, dataset):
         loss_type = check_choice("loss_type", config["loss_type"], LOSS_TYPES)
@@ -186,9 +194,7 @@ class AllPositionTraining:
                                                   NEGATIVE_DISTRIBUTIONS)
         # popularity sampling: cumulative target counts of the training split (item 0, padding, counts 0)
         self.register_buffer("negative_cdf", self._popularity_cdf(dataset), persistent=False)
-        if config["history_copy"] and loss_type != "CE":
-            raise InputError("history_copy", f"True needs loss_type CE, not {loss_type}",
-                             "set loss_type CE, or history_copy False")
+        check_history_copy(config)
         # the representation's width: RecBole's models (SASRec, GRU4Rec) have built their item embedding by now
         width = self.item_embedding.embedding_dim if hasattr(self, "item_embedding") else config["hidden_size"]
         self.history_copy = HistoryCopy(width) if config["history_copy"] else None
