@@ -320,7 +320,8 @@ def markdown(summary, args, synthetic_stats):
     comparison = {**summary["rows"], SYNTHETIC: {key: row for key, row in summary["curve"].get(SYNTHETIC, {}).items()
                                                  if key[1] == longest(args, SYNTHETIC, key[0])}}
     lines = [
-        f"# Accuracy (`python -m recbole_mamba.bench.accuracy --profile {args.profile}`)", "",
+        f"# Accuracy (`python -m recbole_mamba.bench.accuracy --profile {args.profile}"
+        + ("" if args.models == MODELS else f" --models {' '.join(args.models)}") + "`)", "",
         f"Profile `{args.profile}`; seeds {args.seeds} (the rules are deterministic). Test metrics at the best "
         "validation epoch (NDCG@10, early stopping), full ranking over all items, leave-one-out by time; every value "
         f"is the mean over test users with its percentile-bootstrap 95% interval ({confidence.RESAMPLES} resamples "
@@ -367,7 +368,7 @@ def markdown(summary, args, synthetic_stats):
     return "\n".join(lines) + "\n"
 
 
-def plot(summary, args, path):
+def plot(summary, args, path, synthetic_stats):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -385,14 +386,17 @@ def plot(summary, args, path):
     axes[0].legend()
     curve = summary["curve"].get(SYNTHETIC, {})
     for axis, metric in zip(axes[1:], ["hit@10", "ndcg@10"]):
-        for model in CURVE_MODELS + RULES:
+        for model in list(args.models) + ["HistoryLookup"]:  # a model trained at one length: a point
             points = sorted((length, row[metric]) for (name, length), row in curve.items()
                             if name == model and length != WHOLE_HISTORY)
             if points:
                 lengths, values = zip(*points)
                 axis.errorbar(lengths, [v[0] for v in values], yerr=[[v[0] - v[1] for v in values],
-                              [v[2] - v[0] for v in values]], marker="o", capsize=3, label=model,
-                              linestyle="--" if model in RULES else "-")
+                              [v[2] - v[0] for v in values]], marker="o" if len(points) > 1 else "s", capsize=3,
+                              label=model, linestyle="--" if model in RULES else "-")
+        if metric == "hit@10":
+            axis.axhline(synthetic_stats["hr10_long_last"], color="black", linestyle="-.",
+                         label="topic-aware rule (knows the topics)")
         for rule, color in zip(RULES, ("gray", "brown")):
             whole = curve.get((rule, WHOLE_HISTORY))
             if whole:
@@ -401,7 +405,8 @@ def plot(summary, args, path):
         axis.set(xscale="log", xlabel="MAX_ITEM_LIST_LENGTH", ylabel=metric,
                  title=f"{metric} vs length, {SYNTHETIC} (SYNTHETIC)")
         label_measured(axis, args.lengths)
-        axis.legend(fontsize=7)
+        axis.set_ylim(top=axis.get_ylim()[1] * 1.4)  # room for the legend above the curves
+        axis.legend(fontsize=7, loc="upper left", ncol=2)
     figure.tight_layout()
     save_figure(figure, path)
 
@@ -436,7 +441,7 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     name = "accuracy" if args.profile in ("default", "reduced") else f"accuracy_{args.profile}"
     write_text(args.out / f"{name}.md", table)
-    plot(summary, args, args.out / f"{name}.png")
+    plot(summary, args, args.out / f"{name}.png", synthetic_stats)
     print(f"wrote {args.out / (name + '.md')} and {args.out / (name + '.png')}")
     return summary, done
 
