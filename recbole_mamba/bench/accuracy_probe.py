@@ -4,7 +4,7 @@
         --variant d_state=64,expand=4 --variant num_layers=2 --variant epochs=30,stopping_step=4
 
 Each variant overrides the profile's budget and the model defaults; every variant and the baseline (no override)
-train once with the same seed on the same generated set (:func:`recbole_mamba.bench.accuracy.make_synthetic`), and
+train once with the same seed (``--seed``; default: the profile's first) on the same generated set (:func:`recbole_mamba.bench.accuracy.make_synthetic`), and
 the table gives HR@10 / NDCG@10 with 95% bootstrap intervals and each variant's paired difference to the baseline.
 Prints the table and writes it to ``--out`` when given.
 """
@@ -31,10 +31,11 @@ def main(argv=None):
     parser.add_argument("--length", type=int, required=True)
     parser.add_argument("--variant", action="append", default=[], type=parse_variant)
     parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--seed", type=int, help="data and training seed (default: the profile's first)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     profile = accuracy.PROFILES[args.profile]
-    seed = profile["seeds"][0]
+    seed = profile["seeds"][0] if args.seed is None else args.seed
     variants = {"baseline": {}, **{",".join(f"{k}={v}" for k, v in variant.items()): variant
                                   for variant in args.variant}}
     with tempfile.TemporaryDirectory() as scratch:
