@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 
 from recbole_mamba.data import fields
-from recbole_mamba.errors import InputError
 from recbole_mamba.model.history_copy import DISTANCE_BUCKETS, HistoryCopy, distance_bucket
 from tests.test_model import MAX_LEN, N_ITEMS, make_batch, make_model
 
@@ -74,20 +73,38 @@ def copy_model(**options):
     return model
 
 
+NEGATIVES = torch.tensor([3, 7, 7, 12, 29, 1])  # shared sampled_softmax negatives (a repeat included)
+NEGATIVE_LOG_Q = torch.full((6,), -math.log(N_ITEMS - 1))
+
+
 def direct_seq2seq_loss(model, batch):
-    """Mean CE over the positions with a target, logits = h . e + repeat scores, without slices or checkpoints."""
+    """Mean loss over the positions with a target, every logit = h . e + the repeat scores of the dense matrix,
+    without slices or checkpoints."""
     item_seq, targets = batch["item_id_list"], batch[fields.TARGET_ITEM_LIST]
     hidden = model.forward_all(item_seq)
     valid = targets > 0
     rows, positions = valid.nonzero(as_tuple=True)
-    repeats = model.history_copy.dense(hidden[valid], item_seq[rows], positions, 0, N_ITEMS)
-    logits = hidden[valid] @ model.item_embedding.weight.T + repeats
-    return F.cross_entropy(logits, targets[valid])
+    hidden, positives = hidden[valid], targets[valid]
+    logits = hidden @ model.item_embedding.weight.T + model.history_copy.dense(hidden, item_seq[rows], positions, 0,
+                                                                               N_ITEMS)
+    if model.loss_type == "CE":
+        return F.cross_entropy(logits, positives)
+    positive = logits.gather(1, positives[:, None])[:, 0]
+    if model.loss_type == "sampled_softmax":
+        negative = (logits[:, NEGATIVES] - NEGATIVE_LOG_Q - math.log(len(NEGATIVES))).masked_fill(
+            NEGATIVES == positives[:, None], -math.inf)
+        return (torch.logsumexp(torch.cat([positive[:, None], negative], 1), 1) - positive).mean()
+    negative = logits.gather(1, batch[fields.NEG_ITEM_LIST][valid][:, None])[:, 0]
+    if model.loss_type == "BPR":
+        return -torch.log(torch.sigmoid(positive - negative)).mean()
+    return (F.softplus(-positive) + F.softplus(negative)).mean()
 
 
+@pytest.mark.parametrize("loss_type", ["CE", "sampled_softmax", "BPR", "BCE"])
 @pytest.mark.parametrize("slice_logits", [N_ITEMS * MAX_LEN * 100, MAX_LEN])  # one slice; one row per slice
-def test_seq2seq_loss_and_gradients_equal_the_direct_computation(slice_logits):
-    model = copy_model(ce_slice_logits=slice_logits, dropout_prob=0.0)
+def test_seq2seq_loss_and_gradients_equal_the_direct_computation(loss_type, slice_logits, monkeypatch):
+    model = copy_model(ce_slice_logits=slice_logits, dropout_prob=0.0, loss_type=loss_type)
+    monkeypatch.setattr(model, "sample_negatives", lambda: (NEGATIVES, NEGATIVE_LOG_Q))
     batch = make_batch(seq2seq=True)
     names, parameters = zip(*model.named_parameters())
     loss = model.calculate_loss(batch)
@@ -100,17 +117,19 @@ def test_seq2seq_loss_and_gradients_equal_the_direct_computation(slice_logits):
     assert float(grads["history_copy.bucket_weights.weight"].abs().sum()) > 0  # the repeat scores learn
 
 
-def test_per_row_losses_keep_the_rows_order():
-    model = copy_model(ce_slice_logits=MAX_LEN, dropout_prob=0.0).eval()
-    batch = make_batch(seq2seq=True)
-    item_seq, targets = batch["item_id_list"], batch[fields.TARGET_ITEM_LIST]
-    valid = targets > 0
-    history = (item_seq, *valid.nonzero(as_tuple=True))
-    hidden = model.forward_all(item_seq)[valid]
-    losses = model._copy_cross_entropy(hidden, targets[valid], history)
-    repeats = model.history_copy.dense(hidden, item_seq[history[1]], history[2], 0, N_ITEMS)
-    expected = F.cross_entropy(hidden @ model.item_embedding.weight.T + repeats, targets[valid], reduction="none")
-    torch.testing.assert_close(losses, expected)
+def test_sparse_item_embedding_trains_with_repeat_scores():
+    model = copy_model(loss_type="sampled_softmax", sparse_item_embedding=True, learner="adam", weight_decay=0.0,
+                       num_negatives=8)
+    model.calculate_loss(make_batch(seq2seq=True)).backward()
+    assert model.item_embedding.weight.grad.is_sparse
+    assert float(model.history_copy.bucket_weights.weight.grad.abs().sum()) > 0
+
+
+def test_shared_candidates_scores_equal_the_dense_ones(copy_and_history):
+    copy, hidden, item_seq, positions = copy_and_history
+    candidates = torch.tensor([5, 0, 2, 2, 6, 3])
+    torch.testing.assert_close(copy.among(hidden, item_seq, positions, candidates),
+                               copy.dense(hidden, item_seq, positions, 0, 7)[:, candidates])
 
 
 def test_last_position_loss_is_the_ce_of_full_sort_predict():
@@ -144,11 +163,6 @@ def test_served_state_scores_equal_full_sort_predict():
     extended = Interaction({"item_id_list": F.pad(item_seq, (0, 1)).scatter(1, lengths[:, None], new_items[:, None]),
                             "item_length": lengths + 1})
     torch.testing.assert_close(served, model.full_sort_predict(extended), atol=1e-5, rtol=1e-5)
-
-
-def test_a_loss_other_than_ce_is_a_one_line_input_error():
-    with pytest.raises(InputError, match="history_copy"):
-        make_model(history_copy=True, loss_type="sampled_softmax")
 
 
 def test_repeat_scores_learn_to_recall_old_items():

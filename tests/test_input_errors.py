@@ -90,12 +90,6 @@ def test_bad_option(arg, tmp_path, capsys):
     assert_one_line_error(capsys, tmp_path, main(tmp_path, arg), OPTION_CASES[arg])
 
 
-def test_history_copy_with_a_sampled_loss_is_rejected_before_anything_is_written(tmp_path, capsys):
-    write_dataset(tmp_path, GOOD)
-    status = main(tmp_path, "--history_copy=True", "--loss_type=BPR")
-    assert_one_line_error(capsys, tmp_path, status, "history_copy: True needs loss_type CE, not BPR")
-
-
 def test_epochs_zero_is_rejected_before_training(tmp_path, capsys):
     write_dataset(tmp_path, GOOD)
     assert_one_line_error(capsys, tmp_path, main(tmp_path, "--epochs=0"), "epochs: 0 is not a positive integer")

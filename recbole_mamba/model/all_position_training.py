@@ -28,8 +28,8 @@ ranking in slices of items, for the trainer's bounded-memory evaluation). Config
 ``sparse_item_embedding``, ``sparse_item_embedding_min_items``, ``history_copy``.
 
 ``history_copy`` adds learned repeat scores to the logits (:mod:`recbole_mamba.model.history_copy`): every score the
-mixin computes (losses, ``predict``, full ranking, :meth:`AllPositionTraining.score_items` for serving) then reads the
-history too; with CE only (the other losses score sampled items by embeddings alone).
+mixin computes (every loss, ``predict``, full ranking, :meth:`AllPositionTraining.score_items` for serving) then
+reads the history too.
 
 Right padding beyond a batch's longest history is cut before the model runs (exact for these causal models), so a
 large ``MAX_ITEM_LIST_LENGTH`` costs only what the histories fill.
@@ -109,16 +109,18 @@ def sliced_cross_entropy(hidden, weight, targets, max_logits):
     return _SlicedSoftmaxCrossEntropy.apply(hidden, weight, targets, rows)
 
 
-def sampled_softmax_loss(hidden, positive_emb, positives, negative_emb, negatives, negative_log_q):
+def sampled_softmax_loss(hidden, positive_emb, positives, negative_emb, negatives, negative_log_q,
+                         positive_extra=0.0, negative_extra=0.0):
     """Per-row loss of the softmax over each row's positive and the shared negatives, log-Q corrected.
 
     hidden (rows, H), positive_emb (rows, H), positives (rows,), negative_emb (N, H), negatives (N,),
     negative_log_q (N,) log sampling probabilities -> (rows,). Negative logits get ``-log(N * q)``; negatives equal
-    to the row's positive are left out of that row.
+    to the row's positive are left out of that row. ``positive_extra`` (rows,) and ``negative_extra`` (rows, N) are
+    added to the logits (repeat scores).
     """
-    positive_logit = (hidden * positive_emb).sum(-1, keepdim=True)
+    positive_logit = ((hidden * positive_emb).sum(-1) + positive_extra).unsqueeze(1)
     correction = negative_log_q + math.log(negatives.shape[0])
-    negative_logits = (hidden @ negative_emb.T - correction).masked_fill(negatives == positives[:, None], -math.inf)
+    negative_logits = (hidden @ negative_emb.T - correction + negative_extra).masked_fill(negatives == positives[:, None], -math.inf)
     logits = torch.cat([positive_logit, negative_logits], dim=1)
     return torch.logsumexp(logits, dim=1) - positive_logit.squeeze(1)
 
@@ -154,13 +156,6 @@ def use_sparse_item_embedding(config, n_items):
     return True
 
 
-def check_history_copy(config):
-    """``history_copy`` needs ``loss_type`` CE (the other losses score sampled items by their embeddings alone)."""
-    if config["history_copy"] and config["loss_type"] != "CE":
-        raise InputError("history_copy", f"True needs loss_type CE, not {config['loss_type']}",
-                         "set loss_type CE, or history_copy False")
-
-
 class _RecBoleLossView:
     """``config`` as RecBole's SASRec/GRU4Rec constructors read it: each loss type reads as the RecBole one it is
     fed like (they accept only CE and BPR, and only build a loss module this mixin does not use)."""
@@ -180,7 +175,6 @@ class AllPositionTraining:
     OPTION_CHOICES = {"loss_type": LOSS_TYPES, "negative_distribution": NEGATIVE_DISTRIBUTIONS,
                       "sparse_item_embedding": SPARSE_CHOICES}  # also checked before a run starts
     RECBOLE_LOSS_TYPES = RECBOLE_LOSS_TYPES  # read by recbole_mamba.quick_start.Config
-    OPTION_CHECKS = (check_history_copy,)  # checks of option combinations, also run before a run starts
 
     def __init__(self, config, dataset):
         loss_type = check_choice("loss_type", config["loss_type"], LOSS_TYPES)
@@ -194,7 +188,6 @@ class AllPositionTraining:
                                                   NEGATIVE_DISTRIBUTIONS)
         # popularity sampling: cumulative target counts of the training split (item 0, padding, counts 0)
         self.register_buffer("negative_cdf", self._popularity_cdf(dataset), persistent=False)
-        check_history_copy(config)
         # the representation's width: RecBole's models (SASRec, GRU4Rec) have built their item embedding by now
         width = self.item_embedding.embedding_dim if hasattr(self, "item_embedding") else config["hidden_size"]
         self.history_copy = HistoryCopy(width) if config["history_copy"] else None
@@ -240,48 +233,59 @@ class AllPositionTraining:
         return scores + self.history_copy.dense(representation, item_seq, item_seq_len - 1, start,
                                                 start + weight.shape[0])
 
-    def _copy_cross_entropy_part(self, hidden, targets, item_seq, rows, positions):
-        """CE of one slice of rows with repeat scores: rows index ``item_seq``, positions are the rows' ends."""
-        weight = self.item_embedding.weight
-        repeats = self.history_copy.dense(hidden, item_seq[rows], positions, 0, len(weight))
-        logits = hidden.float() @ weight.float().T + repeats
-        return F.cross_entropy(logits, targets, reduction="none")
+    def _scores_loss(self, hidden, pos_items, neg_items, negatives, log_q, item_seq=None, positions=None):
+        """Mean ``loss_type`` loss of hidden (rows, H) against pos_items (rows,) (neg_items (rows,) for BPR/BCE,
+        the shared negatives and their log probabilities for sampled_softmax), all logits built at once; with
+        ``item_seq`` (rows, T) and ``positions`` (rows,), each logit gets the repeat scores of that history."""
+        copy = self.history_copy if item_seq is not None else None
+        if self.loss_type == "CE":
+            logits = hidden.float() @ self.item_embedding.weight.float().T
+            if copy is not None:
+                logits = logits + copy.dense(hidden, item_seq, positions, 0, self.n_items)
+            return F.cross_entropy(logits, pos_items)
+        repeats = (lambda items: copy.at(hidden, item_seq, positions, items)) if copy is not None else (lambda _: 0.0)
+        hidden = hidden.float()
+        pos_emb = self.item_embedding(pos_items).float()
+        if self.loss_type == "sampled_softmax":
+            negative_repeats = 0.0 if copy is None else copy.among(hidden, item_seq, positions, negatives)
+            return sampled_softmax_loss(hidden, pos_emb, pos_items, self.item_embedding(negatives).float(), negatives,
+                                        log_q, repeats(pos_items), negative_repeats).mean()
+        pos_score = (hidden * pos_emb).sum(-1) + repeats(pos_items)
+        neg_score = (hidden * self.item_embedding(neg_items).float()).sum(-1) + repeats(neg_items)
+        if self.loss_type == "BPR":
+            return self.loss_fct(pos_score, neg_score)
+        return (F.softplus(-pos_score) + F.softplus(neg_score)).mean()  # BCE: -log s(pos) - log(1 - s(neg))
 
-    def _copy_cross_entropy(self, hidden, targets, history):
-        """Per-row CE over all items plus repeat scores, in slices of at most ``ce_slice_logits`` logits; each slice
-        is recomputed in the backward (checkpoint), so memory stays one slice. Rows go by position, in at least
+    def _copy_loss_part(self, hidden, pos_items, neg_items, negatives, log_q, item_seq, rows, positions):
+        """:meth:`_scores_loss` of one slice of rows with repeat scores, times its rows (a sum)."""
+        return self._scores_loss(hidden, pos_items, neg_items, negatives, log_q, item_seq[rows], positions) * len(rows)
+
+    def _copy_loss(self, hidden, pos_items, neg_items, negatives, log_q, history):
+        """Mean loss with repeat scores, in slices of at most ``ce_slice_logits`` scores (and history entries); each
+        slice is recomputed in the backward (checkpoint), so memory stays one slice. Rows go by position, in at least
         ``COPY_SLICES`` slices, and a slice reads the history only up to its last position (half the work)."""
         item_seq, rows, positions = history
+        scores_per_row = {"CE": self.n_items, "sampled_softmax": self.num_negatives + 1}.get(self.loss_type, 1)
         order = torch.argsort(positions, stable=True)
-        step = min(slice_rows(self.ce_slice_logits, self.n_items, item_seq.shape[1]),
-                   -(-len(order) // COPY_SLICES))
-        losses = []
+        step = min(slice_rows(self.ce_slice_logits, scores_per_row, item_seq.shape[1]), -(-len(order) // COPY_SLICES))
+        total = 0.0
         for start in range(0, len(order), step):
             part = order[start:start + step]
             width = int(positions[part].max()) + 1
-            losses.append(checkpoint(self._copy_cross_entropy_part, hidden[part], targets[part],
-                                     item_seq[:, :width], rows[part], positions[part], use_reentrant=False))
-        losses = torch.cat(losses)
-        return losses.new_empty(losses.shape).index_copy(0, order, losses)  # back in the rows' order
+            total = total + checkpoint(
+                self._copy_loss_part, hidden[part], pos_items[part], None if neg_items is None else neg_items[part],
+                negatives, log_q, item_seq[:, :width], rows[part], positions[part], use_reentrant=False)
+        return total / len(order)
 
     def _loss(self, hidden, pos_items, neg_items=None, history=None):
         """Mean loss of hidden (rows, H) against pos_items (rows,) (and neg_items for BPR/BCE). ``history``:
         (item_seq (batch, T), each row's batch index, each row's position), for ``history_copy``."""
+        negatives, log_q = self.sample_negatives() if self.loss_type == "sampled_softmax" else (None, None)
+        if self.history_copy is not None:
+            return self._copy_loss(hidden, pos_items, neg_items, negatives, log_q, history)
         if self.loss_type == "CE":
-            if self.history_copy is not None:
-                return self._copy_cross_entropy(hidden, pos_items, history).mean()
             return sliced_cross_entropy(hidden, self.item_embedding.weight, pos_items, self.ce_slice_logits).mean()
-        hidden = hidden.float()
-        pos_emb = self.item_embedding(pos_items).float()
-        if self.loss_type == "sampled_softmax":
-            negatives, log_q = self.sample_negatives()
-            return sampled_softmax_loss(hidden, pos_emb, pos_items, self.item_embedding(negatives).float(),
-                                        negatives, log_q).mean()
-        pos_score = (hidden * pos_emb).sum(-1)
-        neg_score = (hidden * self.item_embedding(neg_items).float()).sum(-1)
-        if self.loss_type == "BPR":
-            return self.loss_fct(pos_score, neg_score)
-        return (F.softplus(-pos_score) + F.softplus(neg_score)).mean()  # BCE: -log s(pos) - log(1 - s(neg))
+        return self._scores_loss(hidden, pos_items, neg_items, negatives, log_q)
 
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]

@@ -14,7 +14,8 @@ frequency prior ``log(1 + count)``. The dot product still chooses among the cand
 like RepeatNet's repeat and explore modes (Ren et al., AAAI 2019) in logit space, at no cost to the catalogue: only
 items in the history get a term.
 
-Cost: O(L) per scored position (O(L^2) per sequence in all-position training, built in slices),
+Cost: O(L) per scored position (O(L^2) per sequence in all-position training, built in slices; with sampled
+negatives only their scores are built),
 ``(hidden_size + 1) x 2 x DISTANCE_BUCKETS`` parameters; serving keeps the history's item ids.
 """
 
@@ -53,15 +54,27 @@ class HistoryCopy(nn.Module):
         linear, count = self.bucket_weights(hidden).float().chunk(2, dim=-1)
         return linear.gather(1, bucket) * seen, count.gather(1, bucket).exp() * seen
 
+    def _columns(self, hidden, item_seq, positions, column, width):
+        """Repeat scores summed into ``width`` columns: history entry (i, j) goes to ``column[i, j]`` (``width``:
+        to none) -> (rows, width)."""
+        linear, count = self._occurrences(hidden, item_seq, positions)
+        shape = (item_seq.shape[0], width + 1)
+        linear_sum = linear.new_zeros(shape).scatter_add_(1, column, linear)[:, :width]
+        count_sum = count.new_zeros(shape).scatter_add_(1, column, count)[:, :width]
+        return linear_sum + torch.log1p(count_sum)
+
     def dense(self, hidden, item_seq, positions, start, stop):
         """Repeat scores of items ``start .. stop - 1``: (rows, stop - start), 0 for items not in the history."""
-        linear, count = self._occurrences(hidden, item_seq, positions)
         inside = (item_seq >= start) & (item_seq < stop)
-        index = torch.where(inside, item_seq - start, 0)
-        shape = (item_seq.shape[0], stop - start)
-        linear_sum = linear.new_zeros(shape).scatter_add_(1, index, linear * inside)
-        count_sum = count.new_zeros(shape).scatter_add_(1, index, count * inside)
-        return linear_sum + torch.log1p(count_sum)
+        return self._columns(hidden, item_seq, positions, torch.where(inside, item_seq - start, stop - start),
+                             stop - start)
+
+    def among(self, hidden, item_seq, positions, items):
+        """Repeat scores of candidates ``items`` (N,) shared by all rows (repeats allowed): (rows, N)."""
+        unique, inverse = torch.unique(items, return_inverse=True)
+        column = torch.searchsorted(unique, item_seq).clamp_(max=len(unique) - 1)
+        column = torch.where(unique[column] == item_seq, column, len(unique))
+        return self._columns(hidden, item_seq, positions, column, len(unique))[:, inverse]
 
     def at(self, hidden, item_seq, positions, items):
         """Repeat scores of ``items`` (rows,) or (rows, k): the same shape."""

@@ -5,7 +5,7 @@ that the run depends on:
 
 - types: a value must have the type of the option's default (an integer where the default is an integer, ...);
 - ranges and choices of the options listed in :data:`RULES` and of ``eval_args`` entries, a model's own choices
-  (its ``OPTION_CHOICES``) and combinations (its ``OPTION_CHECKS``), ``mamba_backend`` (:func:`recbole_mamba.ops.backends.check_backend`) and
+  (its ``OPTION_CHOICES``), ``mamba_backend`` (:func:`recbole_mamba.ops.backends.check_backend`) and
   ``dist_backend`` (``nccl`` needs CUDA);
 - unknown options (and unknown entries of dict options): a warning with the closest known names, or an error
   with ``strict``.
@@ -176,8 +176,6 @@ def check_options(config, strict=False):
     for key, choices in {**CHOICES, **getattr(config.model_class, "OPTION_CHOICES", {})}.items():
         if key in final:
             check_choice(key, final[key], choices)
-    for check in getattr(config.model_class, "OPTION_CHECKS", ()):
-        check(final)
     if final.get("mamba_backend") is not None:
         check_backend(final["mamba_backend"])
     if final.get("dist_backend") is not None:
