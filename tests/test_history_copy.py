@@ -173,8 +173,9 @@ def test_repeat_scores_learn_to_recall_old_items():
 
     def batch_of(users):
         seq = torch.stack([torch.randperm(n_items - 1)[:8] + 1 for _ in range(users)]).repeat(1, 4)
-        return seq[:, length], Interaction({"item_id_list": seq[:, :length], "item_length": torch.full((users,), length),
-                                            fields.TARGET_ITEM_LIST: seq[:, 1:length + 1]})
+        inputs = {"item_id_list": seq[:, :length], "item_length": torch.full((users,), length),
+                  fields.TARGET_ITEM_LIST: seq[:, 1:length + 1]}
+        return seq[:, length], Interaction(inputs)
 
     train, (test_targets, test) = batch_of(64)[1], batch_of(256)
     hit_rates = {}
@@ -200,7 +201,8 @@ def test_padding_beyond_the_longest_history_is_cut_before_the_model_runs(monkeyp
                                                                                 batch["item_length"])
     widths = []
     forward_all = model.forward_all
-    monkeypatch.setattr(model, "forward_all", lambda item_seq: widths.append(item_seq.shape[1]) or forward_all(item_seq))
+    monkeypatch.setattr(model, "forward_all",
+                        lambda item_seq: widths.append(item_seq.shape[1]) or forward_all(item_seq))
     torch.testing.assert_close(model.calculate_loss(padded), expected_loss)
     torch.testing.assert_close(model.forward(padded["item_id_list"], padded["item_length"]), expected_output)
     assert widths == [5, 5]

@@ -330,7 +330,8 @@ def markdown(summary, args, synthetic_stats):
         "HistoryLookup = the user's most frequent earlier items (ties: most recent), MostPopular = the most "
         "frequent training targets; neither is trained. Variants: " + "; ".join(
             f"{label} = {model} with {options}" for label, (model, options) in VARIANTS.items()
-            if label in args.models) + ". Budgets: " + "; ".join(f"{name}: {opts}" for name, opts in args.budget.items()) + "."
+            if label in args.models) + ". Budgets: "
+        + "; ".join(f"{name}: {opts}" for name, opts in args.budget.items()) + "."
         + (f" Longest length trained on {SYNTHETIC} (compute on this profile's machine): {args.length_caps}; each "
            "model is compared with the others at its longest length." if args.length_caps else ""), "",
         f"**{SYNTHETIC} is SYNTHETIC**, generated at benchmark time (not bundled): {synthetic_stats['description']}; "

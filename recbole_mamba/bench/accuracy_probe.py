@@ -4,8 +4,9 @@
         --variant d_state=64,expand=4 --variant num_layers=2 --variant epochs=30,stopping_step=4
 
 Each variant overrides the profile's budget and the model defaults; every variant and the baseline (no override)
-train once with the same seed (``--seed``; default: the profile's first) on the same generated set (:func:`recbole_mamba.bench.accuracy.make_synthetic`), and
-the table gives HR@10 / NDCG@10 with 95% bootstrap intervals and each variant's paired difference to the baseline.
+train once with the same seed (``--seed``; default: the profile's first) on the same generated set
+(:func:`recbole_mamba.bench.accuracy.make_synthetic`), and the table gives HR@10 / NDCG@10 with 95% bootstrap
+intervals and each variant's paired difference to the baseline.
 Prints the table and writes it to ``--out`` when given.
 """
 

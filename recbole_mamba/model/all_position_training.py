@@ -44,13 +44,13 @@ from torch.utils.checkpoint import checkpoint
 
 from recbole_mamba.data import fields
 from recbole_mamba.errors import InputError, check_choice
-from recbole_mamba.model.history_copy import HistoryCopy, slice_rows
+from recbole_mamba.model.history_copy import HistoryCopy
 
 LOSS_TYPES = ("CE", "BPR", "sampled_softmax", "BCE")
 # The RecBole loss type each one is fed like: CE -> pointwise batches, no sampled negatives; BPR -> pairwise
 # batches with NEG_ITEM_ID (RecBole's Config and its SASRec/GRU4Rec constructors know only these two).
 RECBOLE_LOSS_TYPES = {"CE": "CE", "BPR": "BPR", "sampled_softmax": "CE", "BCE": "BPR"}
-COPY_SLICES = 8  # history_copy's CE: rows sorted by position and cut into at least this many slices
+COPY_SLICES = 8  # history_copy's losses: rows sorted by position and cut into at least this many slices
 PAIRWISE_LOSSES = ("BPR", "BCE")  # one sampled negative per target, from the dataloader
 NEGATIVE_DISTRIBUTIONS = ("uniform", "popularity")
 SPARSE_CHOICES = ("auto", True, False)
@@ -99,13 +99,18 @@ class _SlicedSoftmaxCrossEntropy(torch.autograd.Function):
         return grad_h.to(hidden.dtype), grad_w.to(weight.dtype), None, None
 
 
+def slice_rows(max_logits, scores_per_row, history_length=1):
+    """Rows per slice so that a slice holds at most ``max_logits`` scores (and as many history entries)."""
+    return max(1, int(max_logits) // max(1, scores_per_row, history_length))
+
+
 def sliced_cross_entropy(hidden, weight, targets, max_logits):
     """Per-row CE of the scores ``hidden @ weight.T`` (rows x items) against ``targets``, sliced by rows.
 
     hidden (rows, H), weight (items, H), targets (rows,) -> (rows,) losses; at most ``max_logits`` logits exist at
     a time (at least one row).
     """
-    rows = max(1, int(max_logits) // max(1, weight.shape[0]))
+    rows = slice_rows(max_logits, weight.shape[0])
     return _SlicedSoftmaxCrossEntropy.apply(hidden, weight, targets, rows)
 
 
@@ -120,7 +125,8 @@ def sampled_softmax_loss(hidden, positive_emb, positives, negative_emb, negative
     """
     positive_logit = ((hidden * positive_emb).sum(-1) + positive_extra).unsqueeze(1)
     correction = negative_log_q + math.log(negatives.shape[0])
-    negative_logits = (hidden @ negative_emb.T - correction + negative_extra).masked_fill(negatives == positives[:, None], -math.inf)
+    negative_logits = hidden @ negative_emb.T - correction + negative_extra
+    negative_logits = negative_logits.masked_fill(negatives == positives[:, None], -math.inf)
     logits = torch.cat([positive_logit, negative_logits], dim=1)
     return torch.logsumexp(logits, dim=1) - positive_logit.squeeze(1)
 

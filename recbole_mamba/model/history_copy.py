@@ -84,8 +84,3 @@ class HistoryCopy(nn.Module):
         scores = (same * linear[:, None, :]).sum(-1) + torch.log1p((same * count[:, None, :]).sum(-1))
         return scores if items.dim() == 2 else scores[:, 0]
 
-
-def slice_rows(max_logits, n_items, history_length):
-    """Rows per slice so that a slice holds at most ``max_logits`` scores and as many history entries."""
-    return max(1, int(max_logits) // max(1, n_items, history_length))
-

@@ -28,9 +28,11 @@ never leaks into real positions.
 
 Serving (recurrent inference, in eval mode): :meth:`RecMamba.prefill` turns histories into user representations and
 per-user states (a dict of tensors, batch first: ``"length"`` and each layer's conv window and SSM state, see
-:meth:`~recbole_mamba.model.mamba_mixer.MambaMixer.prefill`; with ``history_retrieval`` or ``history_copy`` also ``"history"``,
-the item ids, to score with :meth:`~recbole_mamba.model.all_position_training.AllPositionTraining.score_items`); :meth:`RecMamba.step` folds new interactions into a state in O(1) time per event, whatever the
-history's length (with ``history_retrieval``: O(history), its readout reads the stored items).
+:meth:`~recbole_mamba.model.mamba_mixer.MambaMixer.prefill`; with ``history_retrieval`` or ``history_copy`` also
+``"history"``, the item ids, to score with
+:meth:`~recbole_mamba.model.all_position_training.AllPositionTraining.score_items`); :meth:`RecMamba.step` folds new
+interactions into a state in O(1) time per event, whatever the history's length (with ``history_retrieval``:
+O(history), its readout reads the stored items).
 ``{key: value[i:i + 1] for key, value in state.items()}`` is user ``i``'s state; ``torch.save`` and
 ``torch.load(weights_only=True)`` keep it.
 """
